@@ -1,0 +1,1 @@
+"""Read-only views of the host, gathered once per run."""

@@ -1,0 +1,62 @@
+"""Facts: the read-only view of the host, gathered once per run and handed to every step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from cockpit_agent.config import Config
+from cockpit_agent.errors import AgentError
+from cockpit_agent.facts.disks import Disk, gather_disks
+from cockpit_agent.facts.imds import ImdsClient, ImdsInterface, InstanceIdentity
+from cockpit_agent.facts.links import Link, read_links
+from cockpit_agent.facts.platform import Platform, read_platform
+from cockpit_agent.host.run import Runner
+
+T = TypeVar("T")
+
+
+class Facts(BaseModel):
+    """Everything the steps may know about the host. `errors` names parts that could not be read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: Platform | None = None
+    identity: InstanceIdentity | None = None
+    interfaces: list[ImdsInterface] = []
+    disks: list[Disk] = []
+    links: list[Link] = []
+    errors: dict[str, str] = {}
+
+    @property
+    def instance_id(self) -> str | None:
+        """This instance's id, when IMDS answered."""
+        return self.identity.instance_id if self.identity else None
+
+
+def gather(config: Config, runner: Runner, client: ImdsClient | None = None) -> Facts:
+    """Read every part; a part that fails is recorded in `errors` and the others still load."""
+    errors: dict[str, str] = {}
+
+    def part(name: str, read: Callable[[], T], empty: T) -> T:
+        try:
+            return read()
+        except (AgentError, OSError) as exc:
+            errors[name] = str(exc)
+            return empty
+
+    imds = client or ImdsClient(config.imds)
+    identity = part("imds", imds.identity, None)
+    interfaces: list[ImdsInterface] = []
+    if identity is not None:
+        interfaces = part("imds", imds.interfaces, interfaces)
+    return Facts(
+        platform=part("platform", read_platform, None),
+        identity=identity,
+        interfaces=interfaces,
+        disks=part("disks", lambda: gather_disks(config.storage, runner), list[Disk]()),
+        links=part("links", read_links, list[Link]()),
+        errors=errors,
+    )

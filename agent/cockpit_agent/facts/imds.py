@@ -1,0 +1,193 @@
+"""IMDSv2 client: session token, authenticated GETs, bounded retries, typed results."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cockpit_agent.config import ImdsConfig
+from cockpit_agent.errors import ImdsError
+
+log = structlog.get_logger(__name__)
+
+TOKEN_PATH = "/latest/api/token"
+IDENTITY_PATH = "/latest/dynamic/instance-identity/document"
+MACS_PATH = "/latest/meta-data/network/interfaces/macs/"
+PRIMARY_MAC_PATH = "/latest/meta-data/mac"
+
+
+class InstanceIdentity(BaseModel):
+    """Who this instance is, from the signed identity document."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    instance_id: str = Field(alias="instanceId")
+    region: str
+    availability_zone: str = Field(alias="availabilityZone")
+    instance_type: str = Field(alias="instanceType")
+    account_id: str = Field(alias="accountId")
+    architecture: str = "x86_64"
+    image_id: str | None = Field(None, alias="imageId")
+
+
+class ImdsInterface(BaseModel):
+    """One network interface as IMDS describes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mac: str
+    device_number: int
+    network_card: int = 0
+    subnet_id: str | None = None
+    local_ipv4s: list[str] = []
+    interface_id: str | None = None
+
+
+class _Transient(Exception):
+    """A failure worth retrying (unreachable, timeout, 5xx)."""
+
+
+class ImdsClient:
+    """IMDSv2 client. `sleep` and `clock` are injectable so tests do not wait."""
+
+    def __init__(
+        self,
+        config: ImdsConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.base = config.endpoint.rstrip("/")
+        self._sleep = sleep
+        self._clock = clock
+        self._token: str | None = None
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, headers: dict[str, str]) -> str:
+        req = urllib.request.Request(self.base + path, method=method, headers=headers)  # noqa: S310
+        try:
+            # The endpoint's scheme is limited to http(s) by ImdsConfig.
+            with urllib.request.urlopen(  # noqa: S310
+                req, timeout=self.config.request_timeout_seconds
+            ) as resp:
+                body: bytes = resp.read()
+                return body.decode()
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise _Transient(f"HTTP {exc.code}") from exc
+            raise
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise _Transient(f"unreachable: {reason}") from exc
+
+    def _with_retries(self, method: str, path: str, headers: dict[str, str]) -> str:
+        """Retry transient failures: while unreachable up to boot_wait, 5xx up to `retries`."""
+        deadline = self._clock() + self.config.boot_wait_seconds
+        attempt = 0
+        delay = 0.5
+        while True:
+            try:
+                return self._request(method, path, headers)
+            except _Transient as exc:
+                attempt += 1
+                unreachable = str(exc).startswith("unreachable")
+                out_of_time = self._clock() + delay > deadline
+                if (unreachable and out_of_time) or (
+                    not unreachable and attempt > self.config.retries
+                ):
+                    raise ImdsError(
+                        f"IMDS {method} {path} failed after {attempt} attempt(s): {exc} "
+                        f"(endpoint {self.base})"
+                    ) from exc
+                log.info("imds retry", path=path, attempt=attempt, error=str(exc), wait=delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _fetch_token(self) -> str:
+        headers = {"X-aws-ec2-metadata-token-ttl-seconds": str(self.config.token_ttl_seconds)}
+        try:
+            token = self._with_retries("PUT", TOKEN_PATH, headers).strip()
+        except urllib.error.HTTPError as exc:
+            raise ImdsError(
+                f"IMDS refused a session token (HTTP {exc.code}); is IMDSv2 enabled and the "
+                "hop limit large enough?"
+            ) from exc
+        if not token:
+            raise ImdsError("IMDS returned an empty session token")
+        return token
+
+    def get(self, path: str) -> str:
+        """GET `path` with the session token; a 401 refreshes the token once."""
+        for refreshed in (False, True):
+            if self._token is None:
+                self._token = self._fetch_token()
+            try:
+                return self._with_retries("GET", path, {"X-aws-ec2-metadata-token": self._token})
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and not refreshed:
+                    log.info("imds token rejected; refreshing", path=path)
+                    self._token = None
+                    continue
+                if exc.code == 404:
+                    raise ImdsError(f"IMDS has no {path} (HTTP 404)") from exc
+                raise ImdsError(f"IMDS GET {path} failed: HTTP {exc.code}") from exc
+        raise ImdsError(f"IMDS GET {path}: token refused twice")  # pragma: no cover
+
+    def get_json(self, path: str) -> Any:
+        """GET `path` and decode JSON, with a clear error on malformed data."""
+        body = self.get(path)
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise ImdsError(f"IMDS {path} is not valid JSON: {exc}") from exc
+
+    # -- typed views -------------------------------------------------------------------------
+
+    def identity(self) -> InstanceIdentity:
+        """The instance identity document."""
+        doc = self.get_json(IDENTITY_PATH)
+        try:
+            return InstanceIdentity.model_validate(doc)
+        except ValidationError as exc:
+            raise ImdsError(f"IMDS identity document is incomplete: {exc}") from exc
+
+    def interfaces(self) -> list[ImdsInterface]:
+        """Every interface IMDS lists, with the primary MAC forced to device 0."""
+        primary = self.get(PRIMARY_MAC_PATH).strip().lower()
+        macs = [m.strip().rstrip("/").lower() for m in self.get(MACS_PATH).split() if m.strip()]
+        result = []
+        for mac in macs:
+            base = f"{MACS_PATH}{mac}/"
+            keys = {k.strip().rstrip("/") for k in self.get(base).split()}
+            result.append(self._interface(mac, base, keys, primary))
+        return sorted(result, key=lambda i: (i.network_card, i.device_number, i.mac))
+
+    def _interface(self, mac: str, base: str, keys: set[str], primary: str) -> ImdsInterface:
+        def field(name: str) -> str | None:
+            return self.get(base + name).strip() if name in keys else None
+
+        try:
+            device = 0 if mac == primary else int(field("device-number") or "")
+            card = int(field("network-card") or "0")
+        except ValueError as exc:
+            raise ImdsError(
+                f"IMDS interface {mac}: device-number/network-card not a number"
+            ) from exc
+        ipv4s = (field("local-ipv4s") or "").split()
+        return ImdsInterface(
+            mac=mac,
+            device_number=device,
+            network_card=card,
+            subnet_id=field("subnet-id"),
+            local_ipv4s=ipv4s,
+            interface_id=field("interface-id"),
+        )

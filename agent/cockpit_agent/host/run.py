@@ -1,0 +1,94 @@
+"""Runner: the only way the agent runs a program. Never a shell; argv is a list of strings."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from cockpit_agent.errors import CommandFailed, CommandNotFound
+
+log = structlog.get_logger(__name__)
+
+# Which package provides a program, for the error an admin sees when it is missing.
+PACKAGE_OF: Mapping[str, str] = {
+    "growpart": "cloud-guest-utils (Debian/Ubuntu) or cloud-utils-growpart (RHEL/Fedora)",
+    "mdadm": "mdadm",
+    "mkfs.xfs": "xfsprogs",
+    "xfs_growfs": "xfsprogs",
+    "mkfs.ext4": "e2fsprogs",
+    "resize2fs": "e2fsprogs",
+    "btrfs": "btrfs-progs",
+    "pvresize": "lvm2",
+    "lvextend": "lvm2",
+    "pvs": "lvm2",
+    "blkid": "util-linux",
+    "wipefs": "util-linux",
+    "virsh": "libvirt-clients",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command returned."""
+
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """Runs a program and returns its Result; raises CommandFailed on an unaccepted exit code."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        ok: Sequence[int] = (0,),
+        timeout: float | None = 300.0,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result: ...
+
+
+class SubprocessRunner:
+    """The real Runner: subprocess without a shell, with a timeout and captured output."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        ok: Sequence[int] = (0,),
+        timeout: float | None = 300.0,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        """Run argv; raise CommandFailed unless its exit code is in `ok`."""
+        args = [str(a) for a in argv]
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                args,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env=dict(env) if env is not None else None,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFound(args[0], PACKAGE_OF.get(args[0].rsplit("/", 1)[-1])) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise CommandFailed(args, -1, f"timed out after {timeout} s") from exc
+        log.debug(
+            "ran", argv=args, rc=proc.returncode, seconds=round(time.monotonic() - started, 3)
+        )
+        result = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        if proc.returncode not in ok:
+            raise CommandFailed(args, proc.returncode, proc.stderr)
+        return result

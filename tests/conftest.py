@@ -1,0 +1,28 @@
+"""Shared fixtures for every test layer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cockpit_agent.imds_stub import ImdsStub
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def imds_tree() -> dict[str, Any]:
+    """The Outposts-server IMDS tree (LNI at device index 1), fresh per test."""
+    tree: dict[str, Any] = json.loads((FIXTURES / "imds" / "outposts-server.json").read_text())
+    return tree
+
+
+@pytest.fixture
+def imds_stub(imds_tree: dict[str, Any]) -> Iterator[ImdsStub]:
+    """A running IMDSv2 stub on 127.0.0.1 serving imds_tree."""
+    with ImdsStub(imds_tree) as stub:
+        yield stub

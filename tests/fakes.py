@@ -1,0 +1,46 @@
+"""Test doubles shared by the unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cockpit_agent.errors import CommandFailed
+from cockpit_agent.host.run import Result
+
+
+class UnexpectedCommand(AssertionError):
+    """The code under test ran a command the test did not script."""
+
+
+@dataclass
+class FakeRunner:
+    """A Runner that answers from a table and fails on any command it was not told about.
+
+    `table` maps an argv tuple to (rc, stdout, stderr). Every call is recorded in `calls`.
+    """
+
+    table: dict[tuple[str, ...], tuple[int, str, str]] = field(default_factory=dict)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def expect(self, *argv: str, rc: int = 0, stdout: str = "", stderr: str = "") -> None:
+        """Script the answer to one command."""
+        self.table[tuple(argv)] = (rc, stdout, stderr)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        ok: Sequence[int] = (0,),
+        timeout: float | None = 300.0,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        key = tuple(str(a) for a in argv)
+        self.calls.append(key)
+        if key not in self.table:
+            raise UnexpectedCommand(f"unscripted command: {key}")
+        rc, out, err = self.table[key]
+        if rc not in ok:
+            raise CommandFailed(key, rc, err)
+        return Result(key, rc, out, err)

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cockpit_agent.cli import main
+from cockpit_agent.imds_stub import ImdsStub
+from tests.unit.test_state import start_holder
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "agent")}
+
+
+def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cockpit_agent.cli", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=check,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def lab(tmp_path: Path, imds_stub: ImdsStub) -> dict[str, str]:
+    config = tmp_path / "etc" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(f'[imds]\nendpoint = "{imds_stub.url}"\nboot_wait_seconds = 1\n')
+    return {
+        "config": str(config),
+        "state": str(tmp_path / "state.json"),
+        "lock": str(tmp_path / "lock"),
+    }
+
+
+def opts(lab: dict[str, str]) -> list[str]:
+    return ["--config", lab["config"], "--state", lab["state"], "--lock", lab["lock"]]
+
+
+def test_config_validate_unknown_key_exits_2_with_path(tmp_path: Path) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text("[storage]\nlevel = 5\n[lni]\nbrige = 'br0'\n")
+    proc = cli("config", "validate", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}: lni.brige: unknown key" in proc.stderr
+
+
+def test_config_validate_good_file(tmp_path: Path) -> None:
+    good = tmp_path / "config.toml"
+    good.write_text("[storage]\nlevel = 6\n")
+    proc = cli("config", "validate", str(good))
+    assert proc.returncode == 0, proc.stderr
+    assert str(good) in proc.stdout
+
+
+def test_config_schema_is_json_schema() -> None:
+    schema = json.loads(cli("config", "schema", check=True).stdout)
+    assert schema["title"] == "Config"
+    assert "storage" in schema["properties"]
+
+
+def test_help_states_every_exit_code() -> None:
+    out = cli("--help", check=True).stdout
+    for text in ("3 another run holds the lock", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"):
+        assert text in out
+
+
+def test_unknown_command_is_usage_error() -> None:
+    assert cli("frobnicate").returncode == 2
+
+
+def loaded_modules(*args: str) -> set[str]:
+    code = (
+        "import sys; from cockpit_agent.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, check=True
+    )
+    return set(proc.stderr.split())
+
+
+@pytest.mark.parametrize("args", [["version"], ["--help"], ["status", "--state", "/nonexistent"]])
+def test_light_commands_import_nothing_heavy(args: list[str]) -> None:
+    heavy = {"pydantic", "pyroute2", "pyudev", "psutil", "structlog"}
+    assert not heavy & loaded_modules(*args)
+
+
+def test_reconcile_records_a_run_then_status_shows_it(lab: dict[str, str]) -> None:
+    first = cli("reconcile", *opts(lab), "--json")
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)
+    assert run["result"] == "converged"
+    state = json.loads(Path(lab["state"]).read_text())
+    assert state["instance_id"] == "i-0fixture000000001"
+    assert state["runs"][-1]["run_id"] == run["run_id"]
+    status = cli("status", "--state", lab["state"])
+    assert status.returncode == 0
+    assert "i-0fixture000000001" in status.stdout
+    assert run["run_id"] in status.stdout
+
+
+def test_status_exit_codes(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    assert cli("status", "--state", str(path)).returncode == 2
+    path.write_text(json.dumps({"instance_id": "i-1", "runs": [{"result": "failed", "steps": []}]}))
+    assert cli("status", "--state", str(path)).returncode == 1
+    path.write_text("{broken")
+    assert cli("status", "--state", str(path)).returncode == 2
+
+
+def test_reconcile_exits_3_while_another_run_holds_the_lock(lab: dict[str, str]) -> None:
+    holder = start_holder(Path(lab["lock"]), 30)
+    try:
+        proc = cli("reconcile", *opts(lab), "--wait", "0.5")
+        assert proc.returncode == 3
+        assert f"process {holder.pid}" in proc.stderr
+        assert not Path(lab["state"]).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_reconcile_waits_for_a_short_run(lab: dict[str, str]) -> None:
+    holder = start_holder(Path(lab["lock"]), 1.0)
+    try:
+        proc = cli("reconcile", *opts(lab), "--wait", "30")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        holder.wait()
+
+
+def test_two_concurrent_reconciles(lab: dict[str, str]) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cockpit_agent.cli", "reconcile", *opts(lab), "--wait", "30"],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes == [0, 0]
+    state = json.loads(Path(lab["state"]).read_text())
+    assert len(state["runs"]) == 2  # both recorded, one after the other, none lost
+
+
+def test_unknown_only_step_is_usage_error(lab: dict[str, str]) -> None:
+    proc = cli("reconcile", *opts(lab), "--only", "nosuchstep")
+    assert proc.returncode == 2
+    assert "unknown step nosuchstep" in proc.stderr
+
+
+def test_bad_config_makes_reconcile_exit_2(lab: dict[str, str]) -> None:
+    Path(lab["config"]).write_text("[storage]\nlevel = 3\n")
+    proc = cli("reconcile", *opts(lab))
+    assert proc.returncode == 2
+    assert "storage.level" in proc.stderr
+
+
+def test_check_reports_never_reconciled_as_warning(lab: dict[str, str]) -> None:
+    proc = cli("check", *opts(lab))
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("WARNING - ")
+
+
+def test_check_after_a_failed_run_is_critical(lab: dict[str, str]) -> None:
+    assert cli("reconcile", *opts(lab)).returncode == 0
+    state = json.loads(Path(lab["state"]).read_text())
+    state["runs"][-1]["result"] = "failed"
+    Path(lab["state"]).write_text(json.dumps(state))
+    proc = cli("check", *opts(lab), "--json")
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["status"] == "CRITICAL"
+
+
+def test_check_ok_after_a_good_run(lab: dict[str, str]) -> None:
+    assert cli("reconcile", *opts(lab)).returncode == 0
+    proc = cli("check", *opts(lab))
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.startswith("OK - ")
+
+
+def test_facts_json_lists_imds_interfaces(lab: dict[str, str]) -> None:
+    proc = cli("facts", *opts(lab), "--json")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["identity"]["instance_id"] == "i-0fixture000000001"
+    assert {i["device_number"] for i in facts["interfaces"]} == {0, 1}
+    assert "platform" in facts and "disks" in facts and "links" in facts
+
+
+def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("cockpit-agent ")

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cockpit_agent.config import Config
+from cockpit_agent.engine import Ctx, Engine, Finding
+from cockpit_agent.errors import CommandFailed
+from cockpit_agent.host.files import Files
+from tests.fakes import FakeRunner
+
+
+@dataclass(frozen=True)
+class Touch:
+    """Test action: add a name to the step's fake world."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"touch {self.name}"
+
+
+@dataclass
+class WorldStep:
+    """A small step over an in-memory world: desired names must exist."""
+
+    name: str
+    want: list[str]
+    world: set[str]
+    depends_on: tuple[str, ...] = ()
+    fail_apply: BaseException | None = None
+    fail_verify: bool = False
+    on: bool = True
+    log: list[str] = field(default_factory=list)
+
+    def enabled(self, config: Config) -> bool:
+        return self.on
+
+    def observe(self, ctx: Ctx) -> set[str]:
+        self.log.append(f"observe {self.name}")
+        return set(self.world)
+
+    def plan(self, observed: set[str], ctx: Ctx) -> list[Touch]:
+        return [Touch(n) for n in self.want if n not in observed]
+
+    def apply(self, action: Touch, ctx: Ctx) -> None:
+        self.log.append(f"apply {self.name} {action.name}")
+        if self.fail_apply is not None:
+            raise self.fail_apply
+        self.world.add(action.name)
+
+    def verify(self, ctx: Ctx) -> list[Finding]:
+        missing = [n for n in self.want if n not in self.world]
+        if self.fail_verify or missing:
+            return [Finding("critical", "missing", f"missing {missing or 'by request'}")]
+        return [Finding("ok", "present", "all present")]
+
+    def summarize(self, observed: set[str]) -> str:
+        return f"{len(observed)} present"
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def status(self, text: str) -> None:
+        self.lines.append(text)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Ctx:
+    return Ctx(
+        runner=FakeRunner(),
+        files=Files(tmp_path),
+        facts=None,
+        config=Config(),
+        notifier=RecordingNotifier(),  # type: ignore[arg-type]
+    )
+
+
+def test_steps_run_in_order_and_apply_their_plan(ctx: Ctx) -> None:
+    log: list[str] = []
+    a = WorldStep("a", ["x"], set(), log=log)
+    b = WorldStep("b", ["y", "z"], {"y"}, log=log)
+    run = Engine([a, b]).run(ctx)
+    assert log == ["observe a", "apply a x", "observe b", "apply b z"]
+    assert [s.status for s in run.steps] == ["changed", "changed"]
+    assert run.steps[1].actions == ["touch z"]
+    assert run.result == "changed"
+    assert run.steps[0].summary == "0 present"
+    assert any("b: touch z" in line for line in ctx.notifier.lines)  # type: ignore[attr-defined]
+
+
+def test_second_run_is_converged_and_applies_nothing(ctx: Ctx) -> None:
+    world: set[str] = set()
+    engine = Engine([WorldStep("a", ["x"], world)])
+    engine.run(ctx)
+    again = engine.run(ctx)
+    assert again.result == "converged"
+    assert again.steps[0].actions == [] and again.steps[0].planned == []
+
+
+def test_failure_is_recorded_and_dependents_blocked(ctx: Ctx) -> None:
+    boom = CommandFailed(["mdadm", "--create"], 1, "mdadm: device busy")
+    a = WorldStep("storage", ["x"], set(), fail_apply=boom)
+    b = WorldStep("virt", ["v"], set())
+    c = WorldStep("images", ["i"], set(), depends_on=("storage",))
+    d = WorldStep("later", ["l"], set(), depends_on=("images",))
+    run = Engine([a, b, c, d]).run(ctx)
+    status = {s.name: s for s in run.steps}
+    assert status["storage"].status == "failed"
+    assert status["storage"].error == "apply: mdadm --create exited 1; mdadm: device busy"
+    assert status["virt"].status == "changed"  # independent steps go on
+    assert status["images"].status == "blocked"
+    assert "storage" in status["images"].summary
+    assert status["later"].status == "blocked"  # transitively
+    assert run.result == "failed"
+
+
+def test_unexpected_exception_is_an_internal_error(ctx: Ctx) -> None:
+    run = Engine([WorldStep("a", ["x"], set(), fail_apply=KeyError("k"))]).run(ctx)
+    assert run.steps[0].status == "failed"
+    assert run.steps[0].error == "apply: internal error: KeyError: 'k'"
+
+
+def test_critical_verify_finding_fails_the_step(ctx: Ctx) -> None:
+    run = Engine([WorldStep("a", ["x"], set(), fail_verify=True)]).run(ctx)
+    assert run.steps[0].status == "failed"
+    assert run.steps[0].error is not None and run.steps[0].error.startswith("verify: missing")
+
+
+def test_dry_run_plans_without_applying(ctx: Ctx) -> None:
+    world: set[str] = set()
+    run = Engine([WorldStep("a", ["x", "y"], world)]).run(ctx, dry_run=True)
+    assert world == set()
+    assert run.steps[0].planned == ["touch x", "touch y"]
+    assert run.steps[0].actions == []
+
+
+def test_only_and_disabled_steps_are_skipped(ctx: Ctx) -> None:
+    a = WorldStep("a", ["x"], set())
+    b = WorldStep("b", ["y"], set())
+    c = WorldStep("c", ["z"], set(), on=False)
+    run = Engine([a, b, c]).run(ctx, only=["b", "c"])
+    status = {s.name: (s.status, s.summary) for s in run.steps}
+    assert status["a"] == ("skipped", "not selected by --only")
+    assert status["b"][0] == "changed"
+    assert status["c"] == ("skipped", "disabled in the configuration")
+    assert a.world == set()
+
+
+def test_timings_are_recorded(ctx: Ctx) -> None:
+    run = Engine([WorldStep("a", ["x"], set())]).run(ctx)
+    assert run.finished_at is not None and run.finished_at >= run.started_at
+    assert run.steps[0].duration_seconds >= 0
+
+
+def test_empty_engine_converges(ctx: Ctx) -> None:
+    run: Any = Engine([]).run(ctx)
+    assert run.result == "converged" and run.steps == []

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from cockpit_agent.config import ImdsConfig
+from cockpit_agent.errors import ImdsError
+from cockpit_agent.facts.imds import IDENTITY_PATH, ImdsClient
+from cockpit_agent.imds_stub import ImdsStub
+
+
+def client(url: str, **kw: Any) -> tuple[ImdsClient, list[float]]:
+    sleeps: list[float] = []
+    cfg = ImdsConfig(endpoint=url, **{"request_timeout_seconds": 1.0, **kw})
+    return ImdsClient(cfg, sleep=sleeps.append), sleeps
+
+
+def test_identity_and_interfaces(imds_stub: ImdsStub) -> None:
+    c, _ = client(imds_stub.url)
+    ident = c.identity()
+    assert ident.instance_id == "i-0fixture000000001"
+    assert ident.region == "us-west-2"
+    assert ident.availability_zone == "us-west-2a"
+    assert ident.instance_type == "c6id.8xlarge"
+    assert ident.account_id == "111122223333"
+    ifs = c.interfaces()
+    assert [(i.mac, i.device_number, i.network_card) for i in ifs] == [
+        ("0e:11:22:33:44:01", 0, 0),
+        ("0e:11:22:33:44:02", 1, 0),  # network-card absent in the tree: means 0
+    ]
+    assert ifs[1].local_ipv4s == ["192.168.50.20"]
+    assert ifs[1].subnet_id == "subnet-0fixture000000002"
+
+
+def test_every_get_carries_the_token(imds_stub: ImdsStub) -> None:
+    c, _ = client(imds_stub.url)
+    c.identity()
+    methods = [m for m, _ in imds_stub.state.requests]
+    assert methods[0] == "PUT" and methods.count("PUT") == 1
+
+
+def test_top_level_mac_is_device_zero_whatever_device_number_says(
+    imds_tree: dict[str, Any],
+) -> None:
+    macs = imds_tree["latest"]["meta-data"]["network"]["interfaces"]["macs"]
+    macs["0e:11:22:33:44:01"]["device-number"] = "3"
+    with ImdsStub(imds_tree) as stub:
+        c, _ = client(stub.url)
+        devices = {i.mac: i.device_number for i in c.interfaces()}
+    assert devices["0e:11:22:33:44:01"] == 0
+
+
+def test_expired_token_is_refreshed_once(imds_stub: ImdsStub) -> None:
+    c, _ = client(imds_stub.url)
+    c.identity()
+    imds_stub.state.expire_tokens()
+    assert c.identity().instance_id == "i-0fixture000000001"
+    assert [m for m, _ in imds_stub.state.requests].count("PUT") == 2
+
+
+def test_persistent_401_is_an_error(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.unauthorized = 5
+    c, _ = client(imds_stub.url)
+    with pytest.raises(ImdsError, match="HTTP 401"):
+        c.identity()
+
+
+def test_server_errors_are_retried_with_backoff(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.errors_500 = 2
+    c, sleeps = client(imds_stub.url, retries=3)
+    assert c.identity().instance_id == "i-0fixture000000001"
+    assert sleeps == [0.5, 1.0]
+
+
+def test_server_errors_beyond_retries_fail(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.errors_500 = 10
+    c, sleeps = client(imds_stub.url, retries=2)
+    with pytest.raises(ImdsError, match=r"after 3 attempt\(s\): HTTP 500"):
+        c.identity()
+    assert len(sleeps) == 2
+
+
+def test_slow_answer_times_out_and_retries(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.delay_seconds = 0.5
+    c, _ = client(imds_stub.url, request_timeout_seconds=0.1, boot_wait_seconds=0)
+    with pytest.raises(ImdsError, match="unreachable"):
+        c.identity()
+
+
+def test_small_delay_is_fine(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.delay_seconds = 0.05
+    c, _ = client(imds_stub.url)
+    assert c.identity().region == "us-west-2"
+
+
+def test_malformed_json(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.malformed_paths.add(IDENTITY_PATH)
+    c, _ = client(imds_stub.url)
+    with pytest.raises(ImdsError, match="not valid JSON"):
+        c.identity()
+
+
+def test_incomplete_identity(imds_tree: dict[str, Any]) -> None:
+    imds_tree["latest"]["dynamic"]["instance-identity"]["document"] = json.dumps({"region": "x"})
+    with ImdsStub(imds_tree) as stub:
+        c, _ = client(stub.url)
+        with pytest.raises(ImdsError, match="incomplete"):
+            c.identity()
+
+
+def test_missing_path_is_404(imds_tree: dict[str, Any]) -> None:
+    del imds_tree["latest"]["dynamic"]
+    with ImdsStub(imds_tree) as stub:
+        c, _ = client(stub.url)
+        with pytest.raises(ImdsError, match="HTTP 404"):
+            c.identity()
+
+
+def test_token_refused(imds_stub: ImdsStub) -> None:
+    imds_stub.state.faults.token_failures = 1
+    c, _ = client(imds_stub.url)
+    with pytest.raises(ImdsError, match="refused a session token"):
+        c.identity()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_unreachable_retries_until_boot_wait_then_fails() -> None:
+    clock = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    cfg = ImdsConfig(endpoint=f"http://127.0.0.1:{free_port()}", boot_wait_seconds=10)
+    c = ImdsClient(cfg, sleep=sleep, clock=lambda: clock[0])
+    with pytest.raises(ImdsError, match="unreachable"):
+        c.identity()
+    assert sleeps[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert sum(sleeps) <= 10
+
+
+def test_endpoint_that_comes_up_late_is_reached(imds_tree: dict[str, Any]) -> None:
+    port = free_port()
+    stub = ImdsStub(imds_tree, port=port)
+    stub.server.server_close()  # bound but closed: connection refused for now
+    started: list[ImdsStub] = []
+
+    def sleep(seconds: float) -> None:
+        if not started:
+            started.append(ImdsStub(imds_tree, port=port).__enter__())
+
+    c = ImdsClient(ImdsConfig(endpoint=f"http://127.0.0.1:{port}"), sleep=sleep)
+    try:
+        assert c.identity().instance_id == "i-0fixture000000001"
+    finally:
+        for s in started:
+            s.__exit__(None, None, None)

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cockpit_agent.errors import LockHeld, StateError
+from cockpit_agent.host import files
+from cockpit_agent.state import (
+    KEEP_RUNS,
+    RunRecord,
+    State,
+    StepRecord,
+    load_for_instance,
+    now,
+    read_state,
+    run_lock,
+    save_state,
+)
+
+
+def a_run(run_id: str = "r1", result: str = "changed") -> RunRecord:
+    run = RunRecord(run_id=run_id, started_at=now(), agent_version="0.1.0")
+    run.steps.append(
+        StepRecord(
+            name="storage",
+            status="changed",
+            summary="3 eligible drives",
+            actions=["create RAID5"],
+            started_at=now(),
+            duration_seconds=1.5,
+        )
+    )
+    run.finished_at = now()
+    run.result = result  # type: ignore[assignment]
+    return run
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = State(instance_id="i-1", step_data={"storage": {"array_uuid": "abc"}})
+    state.add_run(a_run())
+    save_state(path, state)
+    loaded = read_state(path)
+    assert loaded == state
+    assert loaded is not None and loaded.last_run is not None
+    assert loaded.last_run.steps[0].actions == ["create RAID5"]
+    assert json.loads(path.read_text())["schema_version"] == 1
+
+
+def test_keeps_only_the_newest_runs() -> None:
+    state = State(instance_id="i-1")
+    for n in range(KEEP_RUNS + 3):
+        state.add_run(a_run(f"r{n}"))
+    assert len(state.runs) == KEEP_RUNS
+    assert state.last_run is not None and state.last_run.run_id == f"r{KEEP_RUNS + 2}"
+
+
+def test_crash_between_write_and_rename_leaves_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    save_state(path, State(instance_id="i-old"))
+    before = path.read_bytes()
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        save_state(path, State(instance_id="i-new"))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
+
+
+def test_state_of_another_instance_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    old = State(instance_id="i-baked", step_data={"storage": {"array_uuid": "x"}})
+    old.add_run(a_run())
+    save_state(path, old)
+    state, moved = load_for_instance(path, "i-new")
+    assert state.instance_id == "i-new"
+    assert state.runs == [] and state.step_data == {}
+    assert moved is not None and moved.name.startswith("state.json.i-baked.")
+    assert read_state(moved) == old
+    assert not path.exists()
+
+
+def test_state_of_this_instance_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    save_state(path, State(instance_id="i-1", step_data={"a": {"b": 1}}))
+    state, moved = load_for_instance(path, "i-1")
+    assert moved is None
+    assert state.step_data == {"a": {"b": 1}}
+
+
+def test_unknown_instance_never_trusts_a_named_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    save_state(path, State(instance_id="i-1", step_data={"a": {}}))
+    state, moved = load_for_instance(path, None)
+    assert moved is not None
+    assert state.step_data == {}
+
+
+def test_corrupt_state_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("{not json")
+    with pytest.raises(StateError):
+        read_state(path)
+    state, moved = load_for_instance(path, "i-1")
+    assert moved is not None and moved.name.startswith("state.json.invalid.")
+    assert state.instance_id == "i-1"
+
+
+def test_other_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"schema_version": 99, "instance_id": "i-1"}))
+    with pytest.raises(StateError, match="schema version 99"):
+        read_state(path)
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from cockpit_agent.state import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def start_holder(lock: Path, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_lock_held_by_another_process_names_its_pid(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / "lock"
+    holder = start_holder(lock, 30)
+    try:
+        with pytest.raises(LockHeld) as err, run_lock(lock, wait_seconds=0.3):
+            pass
+        assert err.value.pid == holder.pid
+        assert str(holder.pid) in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_second_run_waits_for_the_first(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    holder = start_holder(lock, 0.5)
+    started = time.monotonic()
+    with run_lock(lock, wait_seconds=20):
+        waited = time.monotonic() - started
+        assert lock.read_text().strip() == str(os.getpid())
+    assert waited > 0.3  # it could only get the lock once the holder let go
+    holder.wait()
+
+
+def test_lock_is_released_when_holder_dies(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    holder = start_holder(lock, 30)
+    holder.kill()
+    holder.wait()
+    with run_lock(lock, wait_seconds=0):
+        pass
