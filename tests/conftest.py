@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from cockpit_agent.imds_stub import ImdsStub
 
@@ -26,3 +27,10 @@ def imds_stub(imds_tree: dict[str, Any]) -> Iterator[ImdsStub]:
     """A running IMDSv2 stub on 127.0.0.1 serving imds_tree."""
     with ImdsStub(imds_tree) as stub:
         yield stub
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """A test that configures logging must not leave it writing to a closed capture stream."""
+    yield
+    structlog.reset_defaults()

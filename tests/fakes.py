@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cockpit_agent.errors import CommandFailed
+from cockpit_agent.errors import CommandFailed, CommandNotFound
 from cockpit_agent.host.run import Result
 
 
@@ -18,10 +18,12 @@ class FakeRunner:
     """A Runner that answers from a table and fails on any command it was not told about.
 
     `table` maps an argv tuple to (rc, stdout, stderr). Every call is recorded in `calls`.
+    Programs in `absent` raise CommandNotFound, as on a host that lacks them.
     """
 
     table: dict[tuple[str, ...], tuple[int, str, str]] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    absent: set[str] = field(default_factory=set)
 
     def expect(self, *argv: str, rc: int = 0, stdout: str = "", stderr: str = "") -> None:
         """Script the answer to one command."""
@@ -38,6 +40,8 @@ class FakeRunner:
     ) -> Result:
         key = tuple(str(a) for a in argv)
         self.calls.append(key)
+        if key[0] in self.absent:
+            raise CommandNotFound(key[0])
         if key not in self.table:
             raise UnexpectedCommand(f"unscripted command: {key}")
         rc, out, err = self.table[key]

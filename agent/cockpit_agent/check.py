@@ -1,7 +1,17 @@
-"""`cockpit-agent check`: observe the live host and report findings; changes nothing."""
+"""`cockpit-agent check`: observe the live host and report findings; changes nothing.
+
+Findings come from the state file (last run, instance) and from each enabled step's
+verify(). `--prometheus` writes a node_exporter textfile; repair (opt-in) reconciles only the
+steps whose findings are not OK.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,17 +20,17 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding, Step
 from cockpit_agent.errors import StateError
 from cockpit_agent.facts.gather import Facts
-from cockpit_agent.host.files import Files
+from cockpit_agent.host.files import Files, atomic_write
 from cockpit_agent.host.run import Runner, SubprocessRunner
-from cockpit_agent.state import read_state
+from cockpit_agent.state import State, read_state
+
+SEVERITY_EXIT = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+LABEL = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+LOG_REPEAT_SECONDS = 3600.0
 
 
-def state_findings(facts: Facts, state_path: Path) -> list[Finding]:
+def state_findings(facts: Facts, state: State | None, state_path: Path) -> list[Finding]:
     """What the state file says about the last reconcile, and whether it is this instance's."""
-    try:
-        state = read_state(state_path)
-    except StateError as exc:
-        return [Finding("warning", "state-unreadable", str(exc))]
     if state is None:
         return [Finding("warning", "never-reconciled", f"no state file at {state_path}")]
     findings = []
@@ -48,6 +58,14 @@ def state_findings(facts: Facts, state_path: Path) -> list[Finding]:
     return findings
 
 
+def load_state(state_path: Path) -> tuple[State | None, list[Finding]]:
+    """The state file, or a finding saying why it cannot be read."""
+    try:
+        return read_state(state_path), []
+    except StateError as exc:
+        return None, [Finding("warning", "state-unreadable", str(exc))]
+
+
 def run_check(
     config: Config,
     facts: Facts,
@@ -64,15 +82,136 @@ def run_check(
         Finding("warning", "facts-unavailable", f"{part}: {err}")
         for part, err in facts.errors.items()
     ]
-    findings += state_findings(facts, state_path)
+    state, unreadable = load_state(state_path)
+    findings += unreadable or state_findings(facts, state, state_path)
     ctx = Ctx(runner=runner or SubprocessRunner(), files=Files(), facts=facts, config=config)
     for step in steps:
         if not step.enabled(config):
             continue
         try:
-            findings += step.verify(ctx)
-        except Exception as exc:
-            findings.append(Finding("unknown", f"{step.name}-unverifiable", str(exc)))
+            found = step.verify(ctx)
+        except Exception as exc:  # a check that cannot run is UNKNOWN
+            found = [Finding("unknown", f"{step.name}-unverifiable", str(exc))]
+        findings += [dataclasses.replace(f, step=f.step or step.name) for f in found]
     if not any(f.severity != "ok" for f in findings):
         findings.append(Finding("ok", "converged", "host converged"))
     return findings
+
+
+def exit_code(findings: Sequence[Finding]) -> int:
+    """The monitoring-plugin exit code: the worst severity."""
+    return max((SEVERITY_EXIT[f.severity] for f in findings), default=0)
+
+
+def summary_line(findings: Sequence[Finding]) -> str:
+    """The first line Nagios/Icinga/Sensu show: STATUS - first problem (+N more)."""
+    problems = sorted(
+        (f for f in findings if f.severity != "ok"), key=lambda f: -SEVERITY_EXIT[f.severity]
+    )
+    first = problems[0].message if problems else "host converged"
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{LABEL[exit_code(findings)]} - {first}{more}"
+
+
+def drifted_steps(findings: Sequence[Finding]) -> list[str]:
+    """Steps with a finding that is not OK: what repair may reconcile."""
+    return sorted({f.step for f in findings if f.step and f.severity in ("warning", "critical")})
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(
+    findings: Sequence[Finding], state: State | None, facts: Facts, now: float
+) -> str:
+    """node_exporter textfile-collector metrics."""
+    out = [
+        "# HELP cockpit_agent_check_status Worst finding: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        "# TYPE cockpit_agent_check_status gauge",
+        f"cockpit_agent_check_status {exit_code(findings)}",
+        "# HELP cockpit_agent_drift_count Findings that are not OK.",
+        "# TYPE cockpit_agent_drift_count gauge",
+        f"cockpit_agent_drift_count {sum(f.severity != 'ok' for f in findings)}",
+        "# HELP cockpit_agent_finding One per finding that is not OK.",
+        "# TYPE cockpit_agent_finding gauge",
+    ]
+    for f in findings:
+        if f.severity != "ok":
+            out.append(
+                f'cockpit_agent_finding{{step="{_escape(f.step)}",code="{_escape(f.code)}",'
+                f'severity="{f.severity}"}} 1'
+            )
+    out += [
+        "# HELP cockpit_agent_check_timestamp_seconds When this check ran.",
+        "# TYPE cockpit_agent_check_timestamp_seconds gauge",
+        f"cockpit_agent_check_timestamp_seconds {now:.0f}",
+    ]
+    last = state.last_run if state else None
+    if last is not None:
+        ended = (last.finished_at or last.started_at).timestamp()
+        out += [
+            "# HELP cockpit_agent_last_run_timestamp_seconds When the last reconcile finished.",
+            "# TYPE cockpit_agent_last_run_timestamp_seconds gauge",
+            f"cockpit_agent_last_run_timestamp_seconds {ended:.0f}",
+            "# HELP cockpit_agent_last_run_success 1 when the last reconcile did not fail.",
+            "# TYPE cockpit_agent_last_run_success gauge",
+            f"cockpit_agent_last_run_success {int(last.result != 'failed')}",
+            "# HELP cockpit_agent_step_status Status of each step in the last reconcile.",
+            "# TYPE cockpit_agent_step_status gauge",
+        ]
+        for s in last.steps:
+            for status in ("converged", "changed", "failed", "blocked", "skipped"):
+                value = int(s.status == status)
+                out.append(
+                    f'cockpit_agent_step_status{{step="{s.name}",status="{status}"}} {value}'
+                )
+    out += _array_metrics(facts)
+    return "\n".join(out) + "\n"
+
+
+def _array_metrics(facts: Facts) -> list[str]:
+    arrays: list[Any] = list(getattr(facts, "arrays", []) or [])
+    if not arrays:
+        return []
+    out = [
+        "# HELP cockpit_agent_array_degraded 1 when an md array is missing members.",
+        "# TYPE cockpit_agent_array_degraded gauge",
+    ]
+    for a in arrays:
+        name = _escape(str(getattr(a, "name", "") or getattr(a, "device", "")))
+        out.append(f'cockpit_agent_array_degraded{{array="{name}"}} {int(bool(a.degraded))}')
+    out += [
+        "# HELP cockpit_agent_array_size_bytes Size of each md array.",
+        "# TYPE cockpit_agent_array_size_bytes gauge",
+    ]
+    for a in arrays:
+        name = _escape(str(getattr(a, "name", "") or getattr(a, "device", "")))
+        out.append(f'cockpit_agent_array_size_bytes{{array="{name}"}} {int(a.size_bytes)}')
+    return out
+
+
+def write_prometheus(path: Path, text: str) -> None:
+    """Atomically, so node_exporter never reads half a file."""
+    atomic_write(path, text, mode=0o644)
+
+
+def should_log(findings: Sequence[Finding], memo: Path, now: float) -> bool:
+    """False when the same findings were logged less than an hour ago; remembers this one."""
+    key = hashlib.sha256(
+        json.dumps(sorted((f.severity, f.code, f.message) for f in findings)).encode()
+    ).hexdigest()
+    try:
+        last = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        last = {}
+    if last.get("key") == key and now - float(last.get("at", 0)) < LOG_REPEAT_SECONDS:
+        return False
+    with contextlib.suppress(OSError):  # a read-only state dir must not break monitoring
+        atomic_write(memo, json.dumps({"key": key, "at": now}))
+    return True
+
+
+def now() -> float:
+    """Wall-clock seconds (a function so tests can see where time comes from)."""
+    return time.time()

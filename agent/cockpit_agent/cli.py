@@ -95,7 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("plan", "print the actions reconcile would apply")
     add("status", "print the state file: what the last runs found, did and why")
-    add("check", "observe the live host and report findings; changes nothing")
+    chk = add("check", "observe the live host and report findings; changes nothing")
+    chk.add_argument(
+        "--prometheus", type=Path, metavar="PATH", help="also write a node_exporter textfile"
+    )
+    chk.add_argument(
+        "--repair", action="store_true", help="reconcile the steps that drifted, then check again"
+    )
     add("facts", "print what the agent sees: platform, instance, disks, links")
     cfg = add("config", "configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -235,11 +241,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, *, dry_run: bool) -> int:
     """reconcile and plan."""
-    from cockpit_agent.engine import Ctx, Engine  # noqa: PLC0415
+    from cockpit_agent.engine import Engine  # noqa: PLC0415
     from cockpit_agent.errors import ConfigError, LockHeld  # noqa: PLC0415
-    from cockpit_agent.host.files import Files  # noqa: PLC0415
-    from cockpit_agent.host.run import SubprocessRunner  # noqa: PLC0415
-    from cockpit_agent.state import load_for_instance, run_lock, save_state  # noqa: PLC0415
+    from cockpit_agent.reconcile import reconcile  # noqa: PLC0415
     from cockpit_agent.steps import all_steps  # noqa: PLC0415
 
     try:
@@ -253,44 +257,21 @@ def _run(args: argparse.Namespace, *, dry_run: bool) -> int:
     if unknown:
         _err(f"unknown step {', '.join(unknown)}; steps are: {', '.join(engine.names()) or 'none'}")
         return USAGE
-    import structlog  # noqa: PLC0415
-
-    log = structlog.get_logger("cockpit_agent")
     try:
-        with run_lock(args.lock, 0.0 if dry_run else args.wait):
-            facts = _facts(config)
-            for part, error in facts.errors.items():
-                log.warning("fact unavailable", part=part, error=error)
-            state, moved = load_for_instance(args.state, facts.instance_id)
-            if moved is not None:
-                log.warning("state file of another instance moved aside", moved_to=str(moved))
-            ctx = Ctx(
-                runner=SubprocessRunner(),
-                files=Files(),
-                facts=facts,
-                config=config,
-                log=log,
-                step_data=state.step_data,
-                state_dir=args.state.parent,
-            )
-            run = engine.run(ctx, only=only, dry_run=dry_run)
-            if not dry_run:
-                run.boot_id = _boot_id()
-                state.add_run(run)
-                save_state(args.state, state)
+        run = reconcile(
+            config,
+            state_path=args.state,
+            lock_path=args.lock,
+            wait_seconds=getattr(args, "wait", 0.0),
+            only=only,
+            dry_run=dry_run,
+            engine=engine,
+        )
     except LockHeld as exc:
         _err(f"{exc}; try again when it finishes, or pass --wait SECONDS")
         return LOCKED
     _report(args, run, dry_run)
-    log.info("run finished", result=run.result, run_id=run.run_id, dry_run=dry_run)
     return FAILED if run.result == "failed" else OK
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
 
 
 def _report(args: argparse.Namespace, run: RunRecord, dry_run: bool) -> None:
@@ -339,43 +320,70 @@ def cmd_facts(args: argparse.Namespace) -> int:
     return OK
 
 
-SEVERITY_EXIT = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     """Observe and report; exit by the monitoring-plugin convention."""
-    from cockpit_agent.errors import ConfigError  # noqa: PLC0415
+    from cockpit_agent.errors import ConfigError, LockHeld  # noqa: PLC0415
 
     try:
         config = _setup(args)
     except ConfigError as exc:
         print(f"UNKNOWN - configuration: {exc}")
-        return SEVERITY_EXIT["unknown"]
-    from cockpit_agent.check import run_check  # noqa: PLC0415
+        return 3
+    from cockpit_agent import check  # noqa: PLC0415
+    from cockpit_agent.reconcile import reconcile  # noqa: PLC0415
 
-    findings = run_check(config, _facts(config), args.state)
-    return _report_findings(args, findings)
-
-
-def _report_findings(args: argparse.Namespace, findings: list[Finding]) -> int:
-    worst = max((SEVERITY_EXIT[f.severity] for f in findings), default=0)
-    label = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[worst]
-    problems = [f for f in findings if f.severity != "ok"]
+    facts = _facts(config)
+    findings = check.run_check(config, facts, args.state)
+    repaired: list[str] = []
+    if (args.repair or config.health.auto_repair) and check.drifted_steps(findings):
+        repaired = check.drifted_steps(findings)
+        try:
+            reconcile(
+                config, state_path=args.state, lock_path=args.lock, wait_seconds=60.0, only=repaired
+            )
+        except LockHeld as exc:
+            _err(f"repair skipped: {exc}")
+            repaired = []
+        else:
+            facts = _facts(config)
+            findings = check.run_check(config, facts, args.state)
+    code = check.exit_code(findings)
+    line = check.summary_line(findings)
+    if args.prometheus:
+        state, _ = check.load_state(args.state)
+        check.write_prometheus(
+            args.prometheus, check.prometheus_text(findings, state, facts, check.now())
+        )
+    _log_check(args, line, code, findings)
     if args.json:
         _out(
             {
-                "status": label,
-                "exit_code": worst,
+                "status": check.LABEL[code],
+                "exit_code": code,
+                "summary": line,
+                "repaired_steps": repaired,
                 "findings": [f.__dict__ for f in findings],
             }
         )
-        return worst
-    first = problems[0].message if problems else "host converged"
-    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-    print(f"{label} - {first}{more}")
+        return code
+    print(line)
+    if repaired:
+        print(f"repaired: reconciled {', '.join(repaired)}")
     for f in findings:
-        print(f"[{f.severity.upper()}] {f.code}: {f.message}")
-    return worst
+        where = f"{f.step}: " if f.step else ""
+        print(f"[{f.severity.upper()}] {where}{f.code}: {f.message}")
+    return code
+
+
+def _log_check(args: argparse.Namespace, line: str, code: int, findings: list[Finding]) -> None:
+    """One journal line per check; the same findings at most once an hour."""
+    import structlog  # noqa: PLC0415
+
+    from cockpit_agent import check  # noqa: PLC0415
+
+    if check.should_log(findings, args.state.parent / "check-log.json", check.now()):
+        level = {0: "info", 1: "warning"}.get(code, "error")
+        getattr(structlog.get_logger("cockpit_agent"), level)("check", summary=line)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Finding:
     severity: Severity
     code: str
     message: str
+    step: str = ""
 
     def record(self) -> FindingRecord:
         """The stored form."""

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cockpit_agent.cli import main
 from cockpit_agent.imds_stub import ImdsStub
@@ -201,3 +202,12 @@ def test_facts_json_lists_imds_interfaces(lab: dict[str, str]) -> None:
 def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out.startswith("cockpit-agent ")
+
+
+def test_check_writes_a_prometheus_textfile(lab: dict[str, str], tmp_path: Path) -> None:
+    assert cli("reconcile", *opts(lab)).returncode == 0
+    prom = tmp_path / "textfile" / "cockpit_agent.prom"
+    proc = cli("check", *opts(lab), "--prometheus", str(prom))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = {f.name for f in text_string_to_metric_families(prom.read_text())}
+    assert {"cockpit_agent_check_status", "cockpit_agent_last_run_success"} <= names

@@ -1,0 +1,64 @@
+"""One reconcile run end to end: lock, facts, state, engine, save."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from cockpit_agent.config import Config
+from cockpit_agent.engine import Ctx, Engine
+from cockpit_agent.facts.gather import gather
+from cockpit_agent.host.files import Files
+from cockpit_agent.host.run import SubprocessRunner
+from cockpit_agent.state import RunRecord, load_for_instance, run_lock, save_state
+from cockpit_agent.steps import all_steps
+
+log = structlog.get_logger("cockpit_agent")
+
+
+def boot_id() -> str | None:
+    """This boot's id, so runs of different boots can be told apart."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def reconcile(
+    config: Config,
+    *,
+    state_path: Path,
+    lock_path: Path,
+    wait_seconds: float,
+    only: Sequence[str] = (),
+    dry_run: bool = False,
+    engine: Engine | None = None,
+) -> RunRecord:
+    """Converge (or, with dry_run, plan) under the run lock; LockHeld if another run has it."""
+    engine = engine or Engine(all_steps())
+    runner = SubprocessRunner()
+    with run_lock(lock_path, 0.0 if dry_run else wait_seconds):
+        facts = gather(config, runner)
+        for part, error in facts.errors.items():
+            log.warning("fact unavailable", part=part, error=error)
+        state, moved = load_for_instance(state_path, facts.instance_id)
+        if moved is not None:
+            log.warning("state file of another instance moved aside", moved_to=str(moved))
+        ctx = Ctx(
+            runner=runner,
+            files=Files(),
+            facts=facts,
+            config=config,
+            log=log,
+            step_data=state.step_data,
+            state_dir=state_path.parent,
+        )
+        run = engine.run(ctx, only=only, dry_run=dry_run)
+        if not dry_run:
+            run.boot_id = boot_id()
+            state.add_run(run)
+            save_state(state_path, state)
+    log.info("run finished", result=run.result, run_id=run.run_id, dry_run=dry_run)
+    return run

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cockpit_agent.check import (
+    drifted_steps,
+    exit_code,
+    prometheus_text,
+    run_check,
+    should_log,
+    summary_line,
+)
+from cockpit_agent.config import Config
+from cockpit_agent.engine import Ctx, Finding
+from cockpit_agent.facts.gather import Facts
+from cockpit_agent.facts.imds import InstanceIdentity
+from cockpit_agent.state import RunRecord, State, StepRecord, now, read_state, save_state
+from tests.fakes import FakeRunner
+
+
+@dataclass
+class FixedStep:
+    """A step whose verify() returns what the test says."""
+
+    name: str
+    findings: list[Finding]
+    depends_on: tuple[str, ...] = ()
+    crash: bool = False
+
+    def enabled(self, config: Config) -> bool:
+        return True
+
+    def verify(self, ctx: Ctx) -> list[Finding]:
+        if self.crash:
+            raise RuntimeError("mdadm vanished")
+        return self.findings
+
+
+def facts(instance: str = "i-1") -> Facts:
+    ident = InstanceIdentity.model_validate(
+        {
+            "instanceId": instance,
+            "region": "r",
+            "availabilityZone": "r1",
+            "instanceType": "t",
+            "accountId": "0",
+        }
+    )
+    return Facts(identity=ident)
+
+
+def state_file(tmp_path: Path, result: str = "converged", instance: str = "i-1") -> Path:
+    state = State(instance_id=instance)
+    run = RunRecord(run_id="r", started_at=now(), finished_at=now(), agent_version="0")
+    run.result = result  # type: ignore[assignment]
+    status = "failed" if result == "failed" else "converged"
+    run.steps.append(
+        StepRecord(name="storage", status=status, started_at=now(), error="mdadm: busy")  # type: ignore[arg-type]
+    )
+    state.add_run(run)
+    path = tmp_path / "state.json"
+    save_state(path, state)
+    return path
+
+
+def check(tmp_path: Path, steps: list[FixedStep], **kw: str) -> list[Finding]:
+    return run_check(Config(), facts(), state_file(tmp_path, **kw), steps, FakeRunner())  # type: ignore[arg-type]
+
+
+def test_converged_host_is_ok(tmp_path: Path) -> None:
+    found = check(tmp_path, [FixedStep("storage", [Finding("ok", "array-clean", "clean")])])
+    assert exit_code(found) == 0
+    assert summary_line(found) == "OK - host converged"
+
+
+@pytest.mark.parametrize(("severity", "code"), [("warning", 1), ("critical", 2), ("unknown", 3)])
+def test_worst_severity_sets_exit_code(tmp_path: Path, severity: str, code: int) -> None:
+    step = FixedStep("lni", [Finding(severity, "x", "bridge down"), Finding("ok", "y", "fine")])  # type: ignore[arg-type]
+    found = check(tmp_path, [step])
+    assert exit_code(found) == code
+    assert summary_line(found).endswith("- bridge down")
+
+
+def test_summary_names_the_worst_first_and_counts_the_rest(tmp_path: Path) -> None:
+    steps = [
+        FixedStep("virt", [Finding("warning", "no-kvm", "/dev/kvm is missing")]),
+        FixedStep("storage", [Finding("critical", "array-degraded", "md127 degraded")]),
+    ]
+    assert summary_line(check(tmp_path, steps)) == "CRITICAL - md127 degraded (+1 more)"
+
+
+def test_findings_carry_their_step_and_drift_lists_steps(tmp_path: Path) -> None:
+    steps = [
+        FixedStep("virt", [Finding("warning", "no-kvm", "no kvm")]),
+        FixedStep("storage", [Finding("ok", "clean", "clean")]),
+        FixedStep("lni", [Finding("critical", "bridge-missing", "no br-lni")]),
+    ]
+    found = check(tmp_path, steps)
+    assert {f.code: f.step for f in found}["bridge-missing"] == "lni"
+    assert drifted_steps(found) == ["lni", "virt"]
+
+
+def test_a_verify_that_crashes_is_unknown(tmp_path: Path) -> None:
+    found = check(tmp_path, [FixedStep("storage", [], crash=True)])
+    assert [(f.severity, f.code, f.step) for f in found] == [
+        ("unknown", "storage-unverifiable", "storage")
+    ]
+    assert exit_code(found) == 3
+
+
+def test_last_failed_reconcile_is_critical(tmp_path: Path) -> None:
+    found = check(tmp_path, [], result="failed")
+    assert exit_code(found) == 2
+    assert "storage: mdadm: busy" in summary_line(found)
+
+
+def test_state_of_another_instance_is_a_warning(tmp_path: Path) -> None:
+    found = check(tmp_path, [], instance="i-baked")
+    assert [f.code for f in found] == ["state-foreign"]
+
+
+def test_no_state_is_a_warning(tmp_path: Path) -> None:
+    found = run_check(Config(), facts(), tmp_path / "none.json", [], FakeRunner())
+    assert [f.code for f in found] == ["never-reconciled"]
+
+
+def test_unreadable_facts_are_reported(tmp_path: Path) -> None:
+    f = Facts(errors={"imds": "IMDS unreachable"})
+    found = run_check(Config(), f, state_file(tmp_path), [], FakeRunner())
+    assert [(x.severity, x.code) for x in found] == [("warning", "facts-unavailable")]
+
+
+def test_prometheus_textfile_parses(tmp_path: Path) -> None:
+    path = state_file(tmp_path, result="failed")
+    findings = [
+        Finding("critical", "array-degraded", 'md127 "degraded"', step="storage"),
+        Finding("ok", "fine", "fine", step="virt"),
+    ]
+    text = prometheus_text(findings, read_state(path), facts(), 1_700_000_000.0)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["cockpit_agent_check_status"].samples[0].value == 2
+    assert families["cockpit_agent_drift_count"].samples[0].value == 1
+    finding = families["cockpit_agent_finding"].samples[0]
+    assert finding.labels == {"step": "storage", "code": "array-degraded", "severity": "critical"}
+    assert families["cockpit_agent_last_run_success"].samples[0].value == 0
+    statuses = {s.labels["status"]: s.value for s in families["cockpit_agent_step_status"].samples}
+    assert statuses == {"converged": 0, "changed": 0, "failed": 1, "blocked": 0, "skipped": 0}
+
+
+def test_same_findings_logged_at_most_once_an_hour(tmp_path: Path) -> None:
+    memo = tmp_path / "check-log.json"
+    a = [Finding("warning", "no-kvm", "no kvm")]
+    b = [Finding("critical", "bridge-missing", "no br-lni")]
+    assert should_log(a, memo, 1000.0)
+    assert not should_log(a, memo, 1000.0 + 3599)
+    assert should_log(b, memo, 1000.0 + 3599)  # something changed: log it
+    assert should_log(a, memo, 1000.0 + 3600)
+    assert should_log(a, memo, 1000.0 + 3600 + 3600)
