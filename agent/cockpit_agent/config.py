@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
 
 from cockpit_agent.errors import ConfigError
 from cockpit_agent.paths import CONFIG_PATH
@@ -94,6 +95,11 @@ class StorageConfig(_Section):
         "/var/lib/libvirt/images", description="Where the array's filesystem is mounted."
     )
     auto_replace: bool = Field(False, description="Add a fresh eligible drive to a degraded array.")
+    stripe_cache_size: Annotated[int, Field(ge=0, le=32768)] = Field(
+        4096,
+        description="RAID4/5/6 stripe cache in entries (one page per member each); "
+        "0 leaves the kernel's default (256).",
+    )
 
 
 DEFAULT_PACKAGES: dict[str, list[str]] = {
@@ -165,6 +171,30 @@ class LniConfig(_Section):
     address_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         60.0, description="How long the bridge may take to get its address before rollback."
     )
+    address: IPv4Interface | None = Field(
+        None,
+        description="Static address of the bridge (CIDR, e.g. 10.0.3.20/24); unset = DHCP.",
+    )
+    gateway: IPv4Address | None = Field(
+        None, description="With `address`: a default route via this gateway at `route_metric`."
+    )
+    dns: list[IPv4Address] = Field([], description="With `address`: DNS servers.")
+    route_metric: Annotated[int, Field(ge=0, le=4294967295)] = Field(
+        200,
+        description="Metric of routes learnt on the bridge; above the management interface's "
+        "so its default route stays preferred.",
+    )
+    route_subnet: IPv4Network | None = Field(
+        None,
+        description="mode = route: the block of the LNI's subnet routed to VMs (e.g. "
+        "10.0.3.192/26); required in that mode.",
+    )
+
+    @model_validator(mode="after")
+    def _route_mode_needs_a_subnet(self) -> LniConfig:
+        if self.mode == "route" and self.route_subnet is None:
+            raise ValueError("mode = 'route' needs route_subnet (the VMs' block of the LNI subnet)")
+        return self
 
 
 class HealthConfig(_Section):

@@ -31,7 +31,9 @@ def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
 def lab(tmp_path: Path, imds_stub: ImdsStub) -> dict[str, str]:
     config = tmp_path / "etc" / "config.toml"
     config.parent.mkdir()
-    config.write_text(f'[imds]\nendpoint = "{imds_stub.url}"\nboot_wait_seconds = 1\n')
+    # Every step off: these tests are about the CLI, and must never act on this machine.
+    steps = "".join(f"[{name}]\nenabled = false\n" for name in ("rootfs", "storage", "virt", "lni"))
+    config.write_text(f'[imds]\nendpoint = "{imds_stub.url}"\nboot_wait_seconds = 1\n' + steps)
     return {
         "config": str(config),
         "state": str(tmp_path / "state.json"),

@@ -12,7 +12,9 @@ from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.disks import Disk, gather_disks
 from cockpit_agent.facts.imds import ImdsClient, ImdsInterface, InstanceIdentity
 from cockpit_agent.facts.links import Link, read_links
+from cockpit_agent.facts.md import MdArray, read_arrays
 from cockpit_agent.facts.platform import Platform, read_platform
+from cockpit_agent.facts.rootfs import RootChain, read_root_chain
 from cockpit_agent.host.run import Runner
 
 T = TypeVar("T")
@@ -28,6 +30,8 @@ class Facts(BaseModel):
     interfaces: list[ImdsInterface] = []
     disks: list[Disk] = []
     links: list[Link] = []
+    arrays: list[MdArray] = []
+    rootfs: RootChain | None = None
     errors: dict[str, str] = {}
 
     @property
@@ -58,5 +62,7 @@ def gather(config: Config, runner: Runner, client: ImdsClient | None = None) -> 
         interfaces=interfaces,
         disks=part("disks", lambda: gather_disks(config.storage, runner), list[Disk]()),
         links=part("links", read_links, list[Link]()),
+        arrays=part("arrays", lambda: read_arrays(runner), list[MdArray]()),
+        rootfs=part("rootfs", lambda: read_root_chain("/"), None),
         errors=errors,
     )

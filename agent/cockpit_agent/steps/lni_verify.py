@@ -1,0 +1,109 @@
+"""The LNI step's verify (also run by `cockpit-agent check`): reads the live host only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psutil
+
+from cockpit_agent.config import LniConfig
+from cockpit_agent.engine import Ctx, Finding
+from cockpit_agent.errors import CommandFailed
+from cockpit_agent.facts.links import Link, link_by_mac
+from cockpit_agent.host.netlink import Netlink
+from cockpit_agent.steps.lni_libvirt import observe_libvirt
+
+SSH_PORT = 22
+
+
+def _ipv4(link: Link) -> list[str]:
+    return [a.address for a in link.addresses if a.family == 2]
+
+
+def _bridge_findings(config: LniConfig, mac: str, links: list[Link]) -> list[Finding]:
+    bridge = next((lk for lk in links if lk.name == config.bridge), None)
+    port = link_by_mac(links, mac)
+    if bridge is None:
+        return [Finding("critical", "lni-bridge-missing", f"{config.bridge} does not exist")]
+    problems = []
+    if bridge.operstate not in ("UP", "UNKNOWN"):
+        problems.append(f"{config.bridge} is {bridge.operstate}")
+    if (bridge.mac or "").lower() != mac:
+        problems.append(f"{config.bridge} has MAC {bridge.mac}, not the LNI's {mac}")
+    if port is None:
+        problems.append(f"no link has the LNI's MAC {mac}")
+    elif port.master != config.bridge:
+        problems.append(f"the LNI {port.name} is not a port of {config.bridge}")
+    addresses = _ipv4(bridge)
+    if not addresses:
+        problems.append(f"{config.bridge} has no IPv4 address")
+    elif config.address is not None and str(config.address.ip) not in addresses:
+        problems.append(f"{config.bridge} lacks the configured {config.address}")
+    if problems:
+        return [Finding("critical", "lni-bridge-broken", "; ".join(problems))]
+    return [
+        Finding(
+            "ok",
+            "lni-bridge",
+            f"{config.bridge} up with {mac}, LNI enslaved, {', '.join(addresses)}",
+        )
+    ]
+
+
+def _ssh_finding(addresses: list[str]) -> Finding:
+    try:
+        listening = {
+            c.laddr.ip
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == SSH_PORT
+        }
+    except (psutil.Error, OSError) as exc:
+        return Finding("unknown", "lni-ssh", f"cannot list listening sockets: {exc}")
+    wildcard = listening & {"0.0.0.0", "::"}
+    reachable = [a for a in addresses if a in listening or wildcard]
+    if reachable:
+        return Finding("ok", "lni-ssh", f"sshd listens on {', '.join(reachable)}:{SSH_PORT}")
+    return Finding(
+        "warning", "lni-ssh", f"sshd does not listen on the bridge's {', '.join(addresses)}"
+    )
+
+
+def _libvirt_findings(ctx: Ctx, name: str) -> list[Finding]:
+    try:
+        seen = observe_libvirt(ctx, (name,)).networks[name]
+    except CommandFailed as exc:
+        return [Finding("warning", "lni-libvirt", f"libvirt does not answer: {exc}")]
+    if seen is None:
+        return [Finding("warning", "lni-libvirt", f"libvirt network {name} is not defined")]
+    if not (seen.active and seen.autostart):
+        return [
+            Finding(
+                "warning",
+                "lni-libvirt",
+                f"libvirt network {name}: active={seen.active}, autostart={seen.autostart}",
+            )
+        ]
+    return [Finding("ok", "lni-libvirt", f"libvirt network {name} active and autostarted")]
+
+
+def verify_lni(ctx: Ctx, live: Netlink, which: Callable[[str], str | None]) -> list[Finding]:
+    """Findings on the bridge, the management interface, sshd and the libvirt network."""
+    from cockpit_agent.steps.lni import find_lni, management_links  # noqa: PLC0415
+
+    config: LniConfig = ctx.config.lni
+    lni, problem = find_lni(config, ctx.facts.interfaces)
+    if lni is None:
+        return [Finding("critical", "lni-missing", problem or "no LNI in IMDS")]
+    links = live.read_links()
+    findings = _bridge_findings(config, lni.mac.lower(), links)
+    for mgmt in management_links(ctx.facts.interfaces, links):
+        if mgmt.master is not None:
+            findings.append(
+                Finding("critical", "lni-management", f"{mgmt.name} is a port of {mgmt.master}")
+            )
+    bridge = next((lk for lk in links if lk.name == config.bridge), None)
+    if live.netns is None and bridge is not None and _ipv4(bridge):
+        findings.append(_ssh_finding(_ipv4(bridge)))
+    if which("virsh") is not None:
+        findings += _libvirt_findings(ctx, config.libvirt_network)
+    return findings

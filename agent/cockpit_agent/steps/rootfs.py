@@ -1,0 +1,197 @@
+"""The rootfs step: grow the root partition, LVM and filesystem to fill the disk.
+
+The chain (filesystem -> LV -> PV -> partition -> disk) comes from facts (`facts.rootfs`);
+the step measures each layer live with that layer's own tool (rootfs_measure) and plans,
+bottom up, an action (rootfs_actions) for each layer that does not fill the one below it, and
+for every layer above an action: a grown partition makes room for the PV, the PV for the LV,
+the LV for the filesystem. Order: GrowPartition, ResizePhysicalVolume, ExtendLogicalVolume,
+GrowFilesystem.
+
+"Does not fill" comes from exact numbers and each tool's own rounding, so a converged root
+plans nothing. Nothing is planned while /etc/growroot-disabled exists, while cloud-init's
+growpart grows the root at boot (docs/adr/0004-rootfs-and-cloud-init.md), or for a root the
+agent cannot grow (md, dm-crypt, ...); a partition that is not the last on its disk is left
+alone. The summary says which and why.
+"""
+
+from __future__ import annotations
+
+from cockpit_agent.config import Config
+from cockpit_agent.engine import Ctx, Finding
+from cockpit_agent.facts.rootfs import RootChain
+from cockpit_agent.facts.rootfs_cloud_init import read_cloud_init_growth
+from cockpit_agent.steps.rootfs_actions import (
+    ExtendLogicalVolume,
+    GrowFilesystem,
+    GrowPartition,
+    ResizePhysicalVolume,
+    RootAction,
+    apply_action,
+)
+from cockpit_agent.steps.rootfs_measure import Hold, RootObserved, measure_chain
+
+GROWROOT_DISABLED = "/etc/growroot-disabled"
+MIB = 1024**2
+
+
+# --- the step -------------------------------------------------------------------------------
+
+
+class RootfsStep:
+    """Grow the root partition, LVM and filesystem to fill the disk."""
+
+    name = "rootfs"
+    depends_on: tuple[str, ...] = ()
+
+    def enabled(self, config: Config) -> bool:
+        """rootfs.enabled."""
+        return config.rootfs.enabled
+
+    def observe(self, ctx: Ctx) -> RootObserved:
+        """The chain from facts, then each layer measured live (unless something holds)."""
+        chain: RootChain | None = getattr(ctx.facts, "rootfs", None)
+        hold = _hold(chain, ctx)
+        if chain is None or hold is not None:
+            return RootObserved(chain=chain, hold=hold)
+        return measure_chain(chain, ctx.runner)
+
+    def plan(self, observed: RootObserved, ctx: Ctx) -> list[RootAction]:
+        """Bottom up: each layer that does not fill the one below, and every layer above it."""
+        chain = observed.chain
+        if chain is None or observed.hold is not None or chain.device is None:
+            return []
+        actions: list[RootAction] = []
+        if chain.partition and observed.partition and observed.partition.can_grow:
+            part = chain.partition
+            actions.append(GrowPartition(part.disk.path, part.number, part.device.path))
+        if chain.lv and observed.pv and observed.lv:
+            if actions or observed.pv.missing_extents:
+                actions.append(ResizePhysicalVolume(chain.lv.pv.path))
+            percent = ctx.config.rootfs.leave_free_percent
+            if actions or observed.lv.extendable(percent):
+                actions.append(ExtendLogicalVolume(chain.lv.device.path, percent))
+        if actions or (observed.fs and observed.fs.can_grow):
+            devid = observed.fs.btrfs_devid if observed.fs else 1
+            device, mountpoint = chain.device.path, chain.mountpoint
+            actions.append(GrowFilesystem(chain.fstype, device, mountpoint, devid))
+        return actions
+
+    def apply(self, action: RootAction, ctx: Ctx) -> None:
+        """Run the action's tool; tell the kernel and udev where a partition changed."""
+        apply_action(action, ctx)
+
+    def verify(self, ctx: Ctx) -> list[Finding]:
+        """Measure again: every layer fills the one below it (within the tools' rounding)."""
+        observed = self.observe(ctx)
+        chain = observed.chain
+        if chain is None:
+            return [Finding("warning", "rootfs-unknown", _no_chain(ctx))]
+        if observed.hold is not None:
+            return [Finding("ok", observed.hold.code, observed.hold.reason)]
+        gaps = _gaps(chain, observed, ctx.config.rootfs.leave_free_percent)
+        findings = [Finding("warning", "rootfs-not-grown", gap) for gap in gaps]
+        if chain.partition and not chain.partition.last:
+            findings.append(Finding("ok", "rootfs-partition-not-last", _not_last(chain)))
+        if not gaps:
+            findings.append(Finding("ok", "rootfs-grown", self.summarize(observed)))
+        return findings
+
+    def summarize(self, observed: RootObserved) -> str:
+        """One line: the chain, then each layer's state or why nothing is done."""
+        chain = observed.chain
+        if chain is None:
+            return "no root filesystem in facts: nothing to grow"
+        if observed.hold is not None:
+            return f"{chain.describe()}: {observed.hold.reason}"
+        return f"{chain.describe()}: " + "; ".join(_states(chain, observed))
+
+
+# --- deciding -------------------------------------------------------------------------------
+
+
+def _hold(chain: RootChain | None, ctx: Ctx) -> Hold | None:
+    """Why nothing at all is grown: the opt-out file, an unsupported chain, cloud-init."""
+    if chain is None:
+        return None
+    if ctx.files.exists(GROWROOT_DISABLED):
+        return Hold("rootfs-growth-disabled", f"growth disabled by {GROWROOT_DISABLED}")
+    if chain.unsupported:
+        return Hold("rootfs-unsupported", f"left alone: {chain.unsupported}")
+    devices = [chain.device, chain.partition.device if chain.partition else None]
+    targets = [chain.mountpoint, chain.source, *(d.path for d in devices if d)]
+    cloud = read_cloud_init_growth(ctx.files, targets)
+    if not cloud.growpart:
+        return None
+    reason = f"left to cloud-init: {cloud.detail}"
+    if chain.lv:
+        reason += f" (cloud-init does not extend the logical volume {chain.lv.device.path})"
+    return Hold("rootfs-left-to-cloud-init", reason)
+
+
+def _gaps(chain: RootChain, observed: RootObserved, leave_free_percent: int) -> list[str]:
+    """Each layer that does not fill the one below it, in words."""
+    gaps = []
+    part, growth, pv, lv, fs = (
+        chain.partition,
+        observed.partition,
+        observed.pv,
+        observed.lv,
+        observed.fs,
+    )
+    if part and growth and growth.can_grow:
+        gaps.append(f"{part.device.path} does not fill {part.disk.path}: {growth.detail}")
+    if chain.lv and pv and pv.missing_extents:
+        gaps.append(f"PV {chain.lv.pv.path} lacks {pv.missing_extents} extents of its device")
+    if lv and lv.extendable(leave_free_percent):
+        extents = lv.extendable(leave_free_percent)
+        gaps.append(f"{lv.name} could take {extents} more extents of its volume group")
+    if fs and fs.can_grow:
+        gaps.append(
+            f"{chain.fstype} on {chain.mountpoint} is {_size(fs.size)}, "
+            f"its device {_size(fs.device_size)}"
+        )
+    return gaps
+
+
+def _states(chain: RootChain, observed: RootObserved) -> list[str]:
+    """Per layer, a few words for the summary."""
+    states = []
+    sizes = observed.sizes or {}
+    part = chain.partition
+    if part and not part.last:
+        states.append(_not_last(chain))
+    elif part and observed.partition:
+        disk = f"the {_size(sizes[part.disk.name])} disk" if part.disk.name in sizes else "disk"
+        have = f" ({_size(sizes[part.device.name])})" if part.device.name in sizes else ""
+        verb = "can grow into" if observed.partition.can_grow else "fills"
+        states.append(f"partition {part.number}{have} {verb} {disk}")
+    if observed.pv and observed.lv:
+        missing, free = observed.pv.missing_extents, observed.lv.free_count
+        states.append(f"PV lacks {missing} extents" if missing else "PV fills its device")
+        states.append(f"VG has {free} free extents" if free else "VG has no free extents")
+    if observed.fs and observed.fs.can_grow:
+        fs = observed.fs
+        states.append(f"filesystem {_size(fs.size)} can grow to {_size(fs.reachable)}")
+    elif observed.fs:
+        states.append(f"filesystem {_size(observed.fs.size)} fills its device")
+    return states
+
+
+def _not_last(chain: RootChain) -> str:
+    part = chain.partition
+    if part is None:
+        return ""
+    return (
+        f"partition {part.number} is left alone: it is not the last on {part.disk.path} "
+        f"({', '.join(part.followed_by)} comes after it)"
+    )
+
+
+def _no_chain(ctx: Ctx) -> str:
+    errors = getattr(ctx.facts, "errors", {}) or {}
+    why = errors.get("rootfs", "nothing is mounted on /")
+    return f"cannot find the root filesystem: {why}"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / MIB:.1f} MiB"

@@ -1,0 +1,293 @@
+"""Measuring the root chain's layers live, each with its own tool, in exact numbers.
+
+Each tool grows its layer to the size of the device below, rounded its own way; the
+`_*_target` functions repeat that rounding so that a layer counts as "can grow" only when its
+tool would actually make it bigger. Otherwise a converged root would plan a no-op forever.
+Structured output where the tool has it (lsblk and LVM JSON), else its stable text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cockpit_agent.errors import AgentError, CommandFailed
+from cockpit_agent.facts.rootfs import RootChain
+from cockpit_agent.host.run import Runner
+
+GROWPART_NOCHANGE = 1  # growpart's exit code for "nothing to do" (with NOCHANGE in its output)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why the step grows nothing at all: a finding code and a reason."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PartitionGrowth:
+    """growpart's verdict on a partition (its CHANGE / NOCHANGE line)."""
+
+    can_grow: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PvSize:
+    """An LVM PV: its device size and the extents it holds (pvs, in bytes)."""
+
+    dev_size: int
+    pe_start: int
+    pe_count: int
+    extent_size: int
+    tail_mda: int  # a second metadata area sits at the end of the device
+
+    @property
+    def missing_extents(self) -> int:
+        """Whole extents the device has room for that the PV does not hold yet."""
+        usable = self.dev_size - self.pe_start - self.tail_mda
+        return max(0, usable // self.extent_size - self.pe_count) if self.extent_size else 0
+
+
+@dataclass(frozen=True)
+class LvSize:
+    """An LV and its VG's extents (lvs, in bytes)."""
+
+    name: str  # vg/lv
+    size: int
+    extent_size: int
+    extent_count: int
+    free_count: int
+
+    def extendable(self, leave_free_percent: int) -> int:
+        """Free extents the LV may take while leaving `leave_free_percent` of the VG free."""
+        keep = -(-self.extent_count * leave_free_percent // 100)  # ceil: at least that much
+        return max(0, self.free_count - keep)
+
+
+@dataclass(frozen=True)
+class FsSize:
+    """A filesystem's size, and the size its grow tool would reach on its device (bytes)."""
+
+    size: int
+    reachable: int
+    device_size: int
+    btrfs_devid: int = 1
+
+    @property
+    def can_grow(self) -> bool:
+        """Whether growing would make it bigger."""
+        return self.reachable > self.size
+
+
+@dataclass(frozen=True)
+class RootObserved:
+    """The chain, and each layer as measured now (None where it does not apply)."""
+
+    chain: RootChain | None
+    hold: Hold | None = None
+    partition: PartitionGrowth | None = None
+    pv: PvSize | None = None
+    lv: LvSize | None = None
+    fs: FsSize | None = None
+    sizes: Mapping[str, int] | None = None  # kernel name -> bytes (lsblk)
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+XFS_MIN_AG_BLOCKS = 64  # the kernel's xfs_growfs drops a new last AG smaller than this
+EXT_LAST_GROUP_SPARE = 50  # resize2fs drops a last group smaller than its overhead + 50 blocks
+PVS_FIELDS = "pv_name,dev_size,pe_start,pv_pe_count,vg_extent_size,pv_mda_count,pv_mda_size"
+LVS_FIELDS = "lv_full_name,lv_size,vg_extent_size,vg_extent_count,vg_free_count"
+LVM_REPORT = ("--reportformat", "json", "--units", "b", "--nosuffix", "--options")
+
+
+def measure_chain(chain: RootChain, runner: Runner) -> RootObserved:
+    """Every layer of a growable chain, bottom up; growpart first (it is the one most missed)."""
+    if chain.device is None or chain.disk is None:
+        raise AgentError(f"{chain.source} on {chain.mountpoint}: no block device to measure")
+    part = chain.partition
+    growth = growpart_dry_run(runner, part.disk.path, part.number) if part and part.last else None
+    devices = [part.device if part else None, chain.disk, None if chain.lv else chain.device]
+    sizes = block_sizes(runner, list(dict.fromkeys(d.path for d in devices if d)))
+    pv = lv = None
+    if chain.lv:
+        pv, lv = measure_pv(runner, chain.lv.pv.path), measure_lv(runner, chain.lv.device.path)
+    if not lv and chain.device.name not in sizes:
+        raise AgentError(f"lsblk did not report {chain.device.path}")
+    device_size = lv.size if lv else sizes[chain.device.name]
+    fs = _MEASURE_FS[chain.fstype](runner, chain, device_size)
+    return RootObserved(chain=chain, partition=growth, pv=pv, lv=lv, fs=fs, sizes=sizes)
+
+
+def growpart_dry_run(runner: Runner, disk: str, number: int) -> PartitionGrowth:
+    """growpart --dry-run: exit 0 with CHANGE, or exit 1 with NOCHANGE (nothing to do)."""
+    argv = ["growpart", "--dry-run", disk, str(number)]
+    result = runner.run(argv, ok=(0, GROWPART_NOCHANGE))
+    said = [ln for ln in result.stdout.splitlines() if ln.startswith(("CHANGE", "NOCHANGE"))]
+    if result.rc == GROWPART_NOCHANGE and not any(ln.startswith("NOCHANGE") for ln in said):
+        raise CommandFailed(argv, result.rc, result.stderr or result.stdout)
+    return PartitionGrowth(can_grow=result.rc == 0, detail=said[0] if said else "")
+
+
+def block_sizes(runner: Runner, paths: list[str]) -> dict[str, int]:
+    """Sizes in bytes by kernel name, from `lsblk --json --bytes`."""
+    argv = ["lsblk", "--json", "--bytes", "--nodeps", "--output", "KNAME,SIZE", *paths]
+    rows = _json(argv, runner.run(argv).stdout).get("blockdevices", [])
+    return {str(row["kname"]): int(row["size"]) for row in rows}
+
+
+def measure_pv(runner: Runner, device: str) -> PvSize:
+    """An LVM physical volume's device size and extents."""
+    row = _lvm_row(runner, ["pvs", *LVM_REPORT, PVS_FIELDS, device], "pv")
+    mdas = int(row["pv_mda_count"])
+    return PvSize(
+        dev_size=int(row["dev_size"]),
+        pe_start=int(row["pe_start"]),
+        pe_count=int(row["pv_pe_count"]),
+        extent_size=int(row["vg_extent_size"]),
+        tail_mda=int(row["pv_mda_size"]) if mdas > 1 else 0,
+    )
+
+
+def measure_lv(runner: Runner, device: str) -> LvSize:
+    """An LVM logical volume's size and its volume group's extents."""
+    row = _lvm_row(runner, ["lvs", *LVM_REPORT, LVS_FIELDS, device], "lv")
+    return LvSize(
+        name=str(row["lv_full_name"]),
+        size=int(row["lv_size"]),
+        extent_size=int(row["vg_extent_size"]),
+        extent_count=int(row["vg_extent_count"]),
+        free_count=int(row["vg_free_count"]),
+    )
+
+
+def _measure_ext(runner: Runner, chain: RootChain, device_size: int) -> FsSize:
+    """ext2/3/4: block count x block size from the superblock (`dumpe2fs -h`)."""
+    assert chain.device is not None
+    sb = _colon_pairs(runner.run(["dumpe2fs", "-h", chain.device.path]).stdout)
+    try:
+        block, count = int(sb["Block size"]), int(sb["Block count"])
+        target = resize2fs_target(device_size // block, sb)
+    except (KeyError, ValueError) as exc:
+        raise AgentError(f"dumpe2fs -h {chain.device.path}: no {exc} in its output") from exc
+    return FsSize(size=count * block, reachable=target * block, device_size=device_size)
+
+
+def resize2fs_target(blocks: int, sb: Mapping[str, str]) -> int:
+    """The block count resize2fs grows an ext2/3/4 filesystem to on a device of `blocks`.
+
+    resize2fs rounds down to whole pages and, without the 64bit feature, to 2^32 - 1 blocks;
+    then it drops a last block group too small for its own metadata plus 50 blocks (e2fsprogs
+    resize/resize2fs.c, adjust_fs_info). Online, the kernel drops such a group only when its
+    metadata does not fit, so an online resize reaches at least this: a root counted as
+    converged here may at most miss a sliver that resize2fs would not add offline.
+    """
+    block = int(sb["Block size"])
+    features = set(sb.get("Filesystem features", "").split())
+    page = os.sysconf("SC_PAGE_SIZE")
+    if page > block:
+        blocks -= blocks % (page // block)
+    if "64bit" not in features:
+        blocks = min(blocks, 2**32 - 1)
+    cluster = int(sb.get("Cluster size", block)) // block
+    blocks -= blocks % max(cluster, 1)
+    first, per_group = int(sb["First block"]), int(sb["Blocks per group"])
+    groups = -(-(blocks - first) // per_group)
+    rest = (blocks - first) % per_group
+    if groups > 1 and rest:
+        overhead = 2 + int(sb["Inode blocks per group"])
+        if "sparse_super" not in features or _sparse_group(groups - 1):
+            descriptors = -(-groups * int(sb.get("Group descriptor size", 32)) // block)
+            overhead += 1 + descriptors + int(sb.get("Reserved GDT blocks", 0))
+        if rest < overhead + EXT_LAST_GROUP_SPARE:
+            blocks -= rest
+    return blocks
+
+
+def _sparse_group(group: int) -> bool:
+    """Whether a group holds a superblock backup under sparse_super: 0, 1, powers of 3, 5, 7."""
+    if group <= 1:
+        return True
+    for base in (3, 5, 7):
+        n = base
+        while n < group:
+            n *= base
+        if n == group:
+            return True
+    return False
+
+
+def _measure_xfs(runner: Runner, chain: RootChain, device_size: int) -> FsSize:
+    """XFS: data blocks x block size from `xfs_info`, which has no structured output."""
+    out = runner.run(["xfs_info", chain.mountpoint]).stdout
+    data = re.search(r"^data\s*=\s*bsize=(\d+)\s+blocks=(\d+)", out, re.MULTILINE)
+    ag = re.search(r"agsize=(\d+)", out)
+    if data is None or ag is None:
+        raise AgentError(f"xfs_info {chain.mountpoint}: no data section in its output")
+    bsize, blocks, ag_blocks = int(data[1]), int(data[2]), int(ag[1])
+    target = xfs_growfs_target(device_size // bsize, ag_blocks)
+    return FsSize(size=blocks * bsize, reachable=target * bsize, device_size=device_size)
+
+
+def xfs_growfs_target(blocks: int, ag_blocks: int) -> int:
+    """The data blocks xfs_growfs reaches on a device of `blocks`: a new last AG smaller than
+    64 blocks is left out (the kernel's xfs_growfs_data_private)."""
+    rest = blocks % ag_blocks
+    return blocks - rest if rest < XFS_MIN_AG_BLOCKS else blocks
+
+
+def _measure_btrfs(runner: Runner, chain: RootChain, device_size: int) -> FsSize:
+    """btrfs: this device's size in the filesystem (`filesystem show --raw`) and sector size."""
+    assert chain.device is not None
+    show = runner.run(["btrfs", "filesystem", "show", "--raw", chain.mountpoint]).stdout
+    rows = re.findall(r"devid\s+(\d+)\s+size\s+(\d+)\s+used\s+\d+\s+path\s+(\S+)", show)
+    names = {chain.device.path, "/dev/" + chain.device.name}
+    mine = [r for r in rows if r[2] in names] or (rows if len(rows) == 1 else [])
+    argv = ["btrfs", "inspect-internal", "dump-super", chain.device.path]
+    sector = re.search(r"^sectorsize\s+(\d+)", runner.run(argv).stdout, re.MULTILINE)
+    if not mine or sector is None:
+        raise AgentError(f"btrfs: cannot find {chain.device.path} on {chain.mountpoint}")
+    devid, size, step = int(mine[0][0]), int(mine[0][1]), int(sector[1])
+    target = device_size // step * step
+    return FsSize(size=size, reachable=target, device_size=device_size, btrfs_devid=devid)
+
+
+_MEASURE_FS: dict[str, Callable[[Runner, RootChain, int], FsSize]] = {
+    "ext2": _measure_ext,
+    "ext3": _measure_ext,
+    "ext4": _measure_ext,
+    "xfs": _measure_xfs,
+    "btrfs": _measure_btrfs,
+}
+
+
+def _lvm_row(runner: Runner, argv: list[str], kind: str) -> dict[str, Any]:
+    """The one row of an LVM JSON report (`pvs`/`lvs --reportformat json`)."""
+    reports = _json(argv, runner.run(argv).stdout).get("report") or [{}]
+    rows = reports[0].get(kind, [])
+    if len(rows) != 1:
+        raise AgentError(f"{' '.join(argv)}: expected one {kind}, got {len(rows)}")
+    return dict(rows[0])
+
+
+def _json(argv: list[str], text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise AgentError(f"{argv[0]}: output is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AgentError(f"{argv[0]}: unexpected JSON output")
+    return data
+
+
+def _colon_pairs(text: str) -> dict[str, str]:
+    """`Key:   value` lines (dumpe2fs -h) as a dict."""
+    pairs = (line.partition(":") for line in text.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, _, value in pairs}

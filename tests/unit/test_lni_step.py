@@ -1,0 +1,577 @@
+"""The LNI step's plans and applies from fixture facts, with a fake runner and a fake netlink."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cockpit_agent.config import Config, LniConfig
+from cockpit_agent.engine import Ctx, Engine
+from cockpit_agent.errors import AgentError, UnsafeDevice
+from cockpit_agent.facts.gather import Facts
+from cockpit_agent.facts.imds import ImdsInterface
+from cockpit_agent.facts.links import Address, Link
+from cockpit_agent.facts.platform import Platform
+from cockpit_agent.host.files import Files
+from cockpit_agent.host.netlink import LinkState
+from cockpit_agent.render.bridge import BridgeSpec
+from cockpit_agent.render.networkd import render_networkd
+from cockpit_agent.steps.lni import LniStep
+from cockpit_agent.steps.lni_actions import EnslaveLink
+from tests.fakes import FakeRunner
+
+MGMT_MAC = "0e:11:22:33:44:01"
+LNI_MAC = "0e:11:22:33:44:02"
+INTERFACES = [
+    ImdsInterface(mac=MGMT_MAC, device_number=0, local_ipv4s=["10.0.1.10"]),
+    ImdsInterface(mac=LNI_MAC, device_number=1, local_ipv4s=["192.168.50.20"]),
+]
+NETWORKD_PATHS = [
+    "/etc/systemd/network/05-cockpit-agent-br-lni.netdev",
+    "/etc/systemd/network/05-cockpit-agent-br-lni.network",
+    "/etc/systemd/network/05-cockpit-agent-br-lni-port.network",
+]
+
+
+def platform(manager: Any = "networkd", netplan: bool = False) -> Platform:
+    return Platform(
+        os_id="debian",
+        os_version="12",
+        os_family="debian",
+        pretty_name="Debian GNU/Linux 12",
+        package_manager="apt",
+        network_manager=manager,
+        netplan=netplan,
+        init="systemd",
+        cloud_init=True,
+    )
+
+
+def ipv4(cidr: str) -> Address:
+    address, prefix = cidr.split("/")
+    return Address(address=address, prefixlen=int(prefix), family=2)
+
+
+def mgmt() -> Link:
+    return Link(
+        index=2,
+        name="ens5",
+        mac=MGMT_MAC,
+        permanent_mac=MGMT_MAC,
+        kind=None,
+        master=None,
+        operstate="UP",
+        addresses=[ipv4("10.0.1.10/24")],
+        default_route=True,
+    )
+
+
+def lni(master: str | None = None, addresses: tuple[str, ...] = ("192.168.50.20/24",)) -> Link:
+    return Link(
+        index=3,
+        name="ens6",
+        mac=LNI_MAC,
+        permanent_mac=LNI_MAC,
+        kind=None,
+        master=master,
+        operstate="UP",
+        addresses=[ipv4(a) for a in addresses],
+    )
+
+
+def bridge(mac: str = LNI_MAC, addresses: tuple[str, ...] = ("192.168.50.20/24",)) -> Link:
+    return Link(
+        index=4,
+        name="br-lni",
+        mac=mac,
+        permanent_mac=None,
+        kind="bridge",
+        master=None,
+        operstate="UP",
+        addresses=[ipv4(a) for a in addresses],
+    )
+
+
+FRESH = [mgmt(), lni()]
+CONVERGED = [mgmt(), lni(master="br-lni", addresses=()), bridge()]
+
+
+@dataclass
+class FakeNetlink:
+    """Answers like host.netlink.Netlink and records every change it was asked for."""
+
+    links: list[Link] = field(default_factory=lambda: list(CONVERGED))
+    address_after_wait: tuple[tuple[str, int], ...] = (("192.168.50.20", 24),)
+    netns: str | None = "fake"  # not None: verify skips the host's sshd check
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def read_links(self) -> list[Link]:
+        return self.links
+
+    def snapshot(self, name: str) -> LinkState | None:
+        if name == "br-lni":
+            return None
+        return LinkState(name, True, None, (("192.168.50.20", 24),), ())
+
+    def restore(self, state: LinkState) -> None:
+        self.calls.append(("restore", state.name, state.master))
+
+    def create_bridge(self, name: str, mac: str) -> None:
+        self.calls.append(("create_bridge", name, mac))
+
+    def set_mac(self, name: str, mac: str) -> None:
+        self.calls.append(("set_mac", name, mac))
+
+    def delete_link(self, name: str) -> None:
+        self.calls.append(("delete_link", name))
+
+    def enslave(self, port: str, bridge: str) -> tuple[tuple[str, int], ...]:
+        self.calls.append(("enslave", port, bridge))
+        return ()
+
+    def add_address(self, name: str, address: str, prefixlen: int) -> None:
+        self.calls.append(("add_address", name, address, prefixlen))
+
+    def add_default_route(self, gateway: str, metric: int) -> None:
+        self.calls.append(("add_default_route", gateway, metric))
+
+    def wait_for_ipv4(self, name: str, timeout: float) -> tuple[tuple[str, int], ...]:
+        self.calls.append(("wait_for_ipv4", name, timeout))
+        return self.address_after_wait
+
+
+@dataclass
+class World:
+    """One test's host: files under tmp_path, a fake runner and netlink, and a step."""
+
+    tmp_path: Path
+    runner: FakeRunner = field(default_factory=FakeRunner)
+    live: FakeNetlink = field(default_factory=FakeNetlink)
+    virsh: bool = False
+
+    def ctx(self, links: list[Link], config: LniConfig | None = None, **kw: Any) -> Ctx:
+        facts = Facts(
+            platform=kw.pop("platform", platform()),
+            interfaces=kw.pop("interfaces", INTERFACES),
+            links=links,
+        )
+        return Ctx(
+            runner=self.runner,
+            files=Files(self.tmp_path),
+            facts=facts,
+            config=Config(lni=config or LniConfig(address_timeout_seconds=5)),
+            state_dir=self.tmp_path / "state",
+        )
+
+    def step(self) -> LniStep:
+        found = "/usr/bin/virsh" if self.virsh else None
+        return LniStep(which=lambda _p: found, live=self.live)  # type: ignore[arg-type]
+
+    def plan(self, ctx: Ctx) -> list[Any]:
+        step = self.step()
+        return step.plan(step.observe(ctx), ctx)
+
+    def write(self, path: str, content: str) -> None:
+        Files(self.tmp_path).write(path, content)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def names(actions: list[Any]) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def networkd_files() -> dict[str, str]:
+    spec = BridgeSpec(bridge="br-lni", port="ens6", port_mac=LNI_MAC)
+    return {f.path: f.content for f in render_networkd(spec)}
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+def test_fresh_networkd_host_writes_files_applies_and_waits(world: World) -> None:
+    actions = world.plan(world.ctx(FRESH))
+    assert names(actions) == ["WriteNetworkFiles", "ApplyNetworkConfig", "AwaitBridgeAddress"]
+    assert [f.path for f in actions[0].files] == NETWORKD_PATHS
+    assert actions[0].describe().startswith("write systemd-networkd configuration: ")
+    assert actions[2].describe() == "wait up to 5 s for an IPv4 address on br-lni"
+
+
+def test_converged_networkd_host_plans_nothing(world: World) -> None:
+    for path, content in networkd_files().items():
+        world.write(path, content)
+    assert world.plan(world.ctx(CONVERGED)) == []
+
+
+def test_edited_file_is_rewritten_and_reapplied(world: World) -> None:
+    for path, content in networkd_files().items():
+        world.write(path, content)
+    world.write(NETWORKD_PATHS[1], "[Match]\nName=br-lni\n")
+    actions = world.plan(world.ctx(CONVERGED))
+    assert names(actions) == ["WriteNetworkFiles", "ApplyNetworkConfig", "AwaitBridgeAddress"]
+
+
+def test_bridge_without_the_lni_mac_gets_it(world: World) -> None:
+    for path, content in networkd_files().items():
+        world.write(path, content)
+    links = [mgmt(), lni(master="br-lni", addresses=()), bridge(mac="aa:bb:cc:dd:ee:ff")]
+    assert names(world.plan(world.ctx(links))) == ["SetBridgeMac", "AwaitBridgeAddress"]
+
+
+def test_no_manager_builds_the_bridge_live_with_dhcp(world: World) -> None:
+    actions = world.plan(world.ctx(FRESH, platform=platform(manager=None)))
+    assert names(actions) == [
+        "CreateBridge",
+        "EnslaveLink",
+        "StartDhcpClient",
+        "AwaitBridgeAddress",
+    ]
+    assert actions[0].describe() == f"create bridge br-lni with MAC {LNI_MAC}"
+
+
+def test_no_manager_with_a_static_address(world: World) -> None:
+    config = LniConfig(address="192.168.50.30/24", gateway="192.168.50.1")  # type: ignore[arg-type]
+    actions = world.plan(world.ctx(FRESH, config, platform=platform(manager=None)))
+    assert names(actions) == [
+        "CreateBridge",
+        "EnslaveLink",
+        "AddBridgeAddress",
+        "AwaitBridgeAddress",
+    ]
+    assert actions[2].describe() == "add 192.168.50.30/24 to br-lni, default route via 192.168.50.1"
+
+
+def test_no_manager_converged_plans_nothing(world: World) -> None:
+    assert world.plan(world.ctx(CONVERGED, platform=platform(manager=None))) == []
+
+
+@pytest.mark.parametrize(
+    ("manager", "netplan", "paths"),
+    [
+        (
+            "NetworkManager",
+            False,
+            [
+                "/etc/NetworkManager/system-connections/cockpit-agent-br-lni.nmconnection",
+                "/etc/NetworkManager/system-connections/cockpit-agent-br-lni-port.nmconnection",
+            ],
+        ),
+        ("networkd", True, ["/etc/netplan/90-cockpit-agent-br-lni.yaml"]),
+    ],
+)
+def test_the_host_manager_decides_the_files(
+    world: World, manager: str, netplan: bool, paths: list[str]
+) -> None:
+    actions = world.plan(world.ctx(FRESH, platform=platform(manager, netplan)))
+    assert [f.path for f in actions[0].files] == paths
+
+
+def test_ifupdown_is_refused_with_advice(world: World) -> None:
+    with pytest.raises(AgentError, match="ifupdown"):
+        world.plan(world.ctx(FRESH, platform=platform("ifupdown")))
+
+
+def test_lni_missing_from_imds_says_what_to_check(world: World) -> None:
+    ctx = world.ctx(FRESH, interfaces=INTERFACES[:1])
+    record = Engine([world.step()]).run(ctx).steps[0]
+    assert record.status == "failed"
+    assert record.error is not None
+    assert "no interface at device index 1 on network card 0" in record.error
+    assert "EnableLniAtDeviceIndex = 1" in record.error
+    assert "launch template" in record.error
+    assert world.runner.calls == [] and world.live.calls == []
+
+
+def test_lni_in_imds_but_without_a_link(world: World) -> None:
+    with pytest.raises(AgentError, match=f"IMDS lists the LNI {LNI_MAC}.*no link has that MAC"):
+        world.plan(world.ctx([mgmt()]))
+
+
+def test_lni_enslaved_elsewhere_is_left_alone(world: World) -> None:
+    ctx = world.ctx([mgmt(), lni(master="br0", addresses=())])
+    record = Engine([world.step()]).run(ctx).steps[0]
+    assert record.status == "failed"
+    assert "already a port of br0" in (record.error or "")
+    assert record.actions == []
+    assert world.runner.calls == [] and world.live.calls == []
+
+
+def test_lni_mac_pinned_to_the_management_interface_is_refused(world: World) -> None:
+    ctx = world.ctx(FRESH, LniConfig(mac=MGMT_MAC))
+    with pytest.raises(UnsafeDevice, match="management interface ens5"):
+        world.plan(ctx)
+
+
+def test_an_action_on_the_management_interface_never_runs(world: World) -> None:
+    ctx = world.ctx(FRESH)
+    step = world.step()
+    with pytest.raises(UnsafeDevice, match="touches the management interface"):
+        step.apply(EnslaveLink("ens5", MGMT_MAC, "br-lni"), ctx)
+    assert world.live.calls == [] and world.runner.calls == []
+
+
+def test_lni_pinned_by_mac(world: World) -> None:
+    ctx = world.ctx(FRESH, LniConfig(mac=LNI_MAC, device_index=3))
+    assert names(world.plan(ctx))[0] == "WriteNetworkFiles"
+
+
+# -- apply ---------------------------------------------------------------------------------------
+
+
+def test_networkd_apply_writes_reloads_and_waits(world: World) -> None:
+    world.runner.expect("networkctl", "reload")
+    world.runner.expect("networkctl", "reconfigure", "ens6")
+    record = Engine([world.step()]).run(world.ctx(FRESH)).steps[0]
+    assert record.status == "changed", record.error
+    for path, content in networkd_files().items():
+        assert Files(world.tmp_path).read(path) == content
+    assert world.runner.calls == [("networkctl", "reload"), ("networkctl", "reconfigure", "ens6")]
+    assert world.live.calls == [("wait_for_ipv4", "br-lni", 5.0)]
+
+
+def test_no_address_in_time_restores_files_and_links(world: World) -> None:
+    old = "# the admin's own file\n[Match]\nName=br-lni\n"
+    world.write(NETWORKD_PATHS[1], old)
+    os.chmod(Files(world.tmp_path).path(NETWORKD_PATHS[1]), 0o640)
+    world.live.address_after_wait = ()
+    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(addresses=())]
+    world.runner.expect("networkctl", "reload")
+    world.runner.expect("networkctl", "reconfigure", "ens6")
+
+    record = Engine([world.step()]).run(world.ctx(FRESH)).steps[0]
+
+    assert record.status == "failed"
+    error = record.error or ""
+    assert "no IPv4 address on br-lni after 5 s" in error
+    assert "br-lni UP mac 0e:11:22:33:44:02 addresses none, ens6 UP master br-lni" in error
+    assert "rolled back to the previous files and links" in error
+    files = Files(world.tmp_path)
+    assert files.read(NETWORKD_PATHS[1]) == old
+    assert files.path(NETWORKD_PATHS[1]).stat().st_mode & 0o777 == 0o640
+    assert not files.exists(NETWORKD_PATHS[0]) and not files.exists(NETWORKD_PATHS[2])
+    assert world.runner.calls == [
+        ("networkctl", "reload"),
+        ("networkctl", "reconfigure", "ens6"),
+        ("networkctl", "reload"),
+        ("networkctl", "reconfigure", "ens6"),
+    ]
+    assert ("delete_link", "br-lni") in world.live.calls
+    assert ("restore", "ens6", None) in world.live.calls
+
+
+def test_live_apply_builds_the_bridge_then_waits(world: World) -> None:
+    world.live.links = [mgmt(), lni("br-lni", ()), bridge(addresses=("192.168.50.30/24",))]
+    ctx = world.ctx(FRESH, LniConfig(address="192.168.50.30/24"), platform=platform(None))  # type: ignore[arg-type]
+    record = Engine([world.step()]).run(ctx).steps[0]
+    assert record.status == "changed", record.error
+    assert world.live.calls == [
+        ("create_bridge", "br-lni", LNI_MAC),
+        ("enslave", "ens6", "br-lni"),
+        ("add_address", "br-lni", "192.168.50.30", 24),
+        ("wait_for_ipv4", "br-lni", 60.0),
+    ]
+
+
+# -- other owners ------------------------------------------------------------------------------
+
+
+def test_ec2_net_utils_units_for_the_lni_are_masked(world: World) -> None:
+    world.write("/usr/lib/systemd/system/policy-routes@.service", "[Unit]\n")
+    world.write("/etc/netplan/50-cloud-init.yaml", "network: {version: 2}\n")
+    step = world.step()
+    ctx = world.ctx(FRESH)
+    observed = step.observe(ctx)
+    assert "also configured by cloud-init, amazon-ec2-net-utils" in step.summarize(observed)
+    actions = step.plan(observed, ctx)
+    assert names(actions)[0] == "MaskEc2NetUtilsUnits"
+    assert actions[0].units == ("policy-routes@ens6.service", "refresh-policy-routes@ens6.timer")
+    world.runner.expect("systemctl", "mask", *actions[0].units)
+    world.runner.expect("systemctl", "stop", *actions[0].units)
+    step.apply(actions[0], ctx)
+    Files(world.tmp_path).path("/etc/systemd/system").mkdir(parents=True)
+    for unit in actions[0].units:
+        os.symlink("/dev/null", Files(world.tmp_path).path(f"/etc/systemd/system/{unit}"))
+    assert "MaskEc2NetUtilsUnits" not in names(world.plan(world.ctx(FRESH)))
+
+
+def test_route_mode_enables_proxy_arp(world: World) -> None:
+    for path, content in networkd_files().items():
+        world.write(
+            path,
+            content.replace(
+                "IPv6AcceptRA=no\n\n[DHCPv4]", "IPv6AcceptRA=no\nIPv4ProxyARP=yes\n\n[DHCPv4]"
+            )
+            if path.endswith("br-lni.network")
+            else content,
+        )
+    world.runner.expect("sysctl", "-n", "net/ipv4/conf/br-lni/proxy_arp", stdout="0\n")
+    config = LniConfig(mode="route", route_subnet="192.168.50.192/26")  # type: ignore[arg-type]
+    actions = world.plan(world.ctx(CONVERGED, config))
+    assert names(actions) == ["EnableProxyArp"]
+
+
+# -- libvirt -------------------------------------------------------------------------------------
+
+BRIDGED_XML = """<network>
+  <name>{name}</name>
+  <uuid>4a7c7a8e-0c0f-4b1e-9d8e-2f1c6a0b7e11</uuid>
+  <forward mode='bridge'/>
+  <bridge name='br-lni'/>
+</network>
+"""
+NAT_XML = """<network>
+  <name>default</name>
+  <uuid>4a7c7a8e-0c0f-4b1e-9d8e-2f1c6a0b7e13</uuid>
+  <forward mode='nat'/>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'/>
+</network>
+"""
+V = ("virsh", "-q", "-c", "qemu:///system")
+
+
+def info(active: bool, autostart: bool) -> str:
+    yes = {True: "yes", False: "no"}
+    return f"Name:           lni\nActive:         {yes[active]}\nAutostart:      {yes[autostart]}\n"
+
+
+@pytest.fixture
+def converged_network(world: World) -> World:
+    for path, content in networkd_files().items():
+        world.write(path, content)
+    world.virsh = True
+    return world
+
+
+def test_libvirt_network_is_defined_autostarted_and_started(converged_network: World) -> None:
+    world = converged_network
+    world.runner.expect(*V, "net-list", "--all", "--name", stdout="default\n")
+    ctx = world.ctx(CONVERGED)
+    actions = world.plan(ctx)
+    assert names(actions) == [
+        "DefineLibvirtNetwork",
+        "AutostartLibvirtNetwork",
+        "StartLibvirtNetwork",
+    ]
+    xml_path = Files(world.tmp_path).path("/run/cockpit-agent/libvirt-network-lni.xml")
+    world.runner.expect(*V, "net-define", str(xml_path))
+    world.runner.expect(*V, "net-autostart", "lni")
+    world.runner.expect(*V, "net-start", "lni")
+    step = world.step()
+    for action in actions:
+        step.apply(action, ctx)
+    assert '<forward mode="bridge" />' in xml_path.read_text()
+    assert world.runner.calls[-3:] == [
+        (*V, "net-define", str(xml_path)),
+        (*V, "net-autostart", "lni"),
+        (*V, "net-start", "lni"),
+    ]
+
+
+def test_libvirt_network_already_right_plans_nothing(converged_network: World) -> None:
+    world = converged_network
+    world.runner.expect(*V, "net-list", "--all", "--name", stdout="default\nlni\n")
+    world.runner.expect(
+        *V, "net-dumpxml", "--inactive", "lni", stdout=BRIDGED_XML.format(name="lni")
+    )
+    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
+    assert world.plan(world.ctx(CONVERGED)) == []
+
+
+def test_libvirt_network_with_another_definition_is_replaced(converged_network: World) -> None:
+    world = converged_network
+    world.runner.expect(*V, "net-list", "--all", "--name", stdout="lni\n")
+    world.runner.expect(
+        *V, "net-dumpxml", "--inactive", "lni", stdout=NAT_XML.replace("default", "lni")
+    )
+    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
+    ctx = world.ctx(CONVERGED)
+    actions = world.plan(ctx)
+    assert [a.describe() for a in actions] == [
+        "redefine libvirt network lni",
+        "autostart libvirt network lni",
+        "start libvirt network lni",
+    ]
+    xml_path = Files(world.tmp_path).path("/run/cockpit-agent/libvirt-network-lni.xml")
+    for argv in (("net-destroy", "lni"), ("net-undefine", "lni"), ("net-define", str(xml_path))):
+        world.runner.expect(*V, *argv)
+    world.step().apply(actions[0], ctx)
+    assert world.runner.calls[-3:] == [
+        (*V, "net-destroy", "lni"),
+        (*V, "net-undefine", "lni"),
+        (*V, "net-define", str(xml_path)),
+    ]
+
+
+def test_default_vm_network_keeps_the_stock_nat_network_as_default_nat(
+    converged_network: World,
+) -> None:
+    world = converged_network
+    world.runner.expect(*V, "net-list", "--all", "--name", stdout="default\nlni\n")
+    world.runner.expect(
+        *V, "net-dumpxml", "--inactive", "lni", stdout=BRIDGED_XML.format(name="lni")
+    )
+    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
+    world.runner.expect(*V, "net-dumpxml", "--inactive", "default", stdout=NAT_XML)
+    world.runner.expect(*V, "net-info", "default", stdout=info(True, True))
+    ctx = world.ctx(CONVERGED, LniConfig(default_vm_network=True))
+    actions = world.plan(ctx)
+    assert [a.describe() for a in actions] == [
+        "rename libvirt network default to default-nat",
+        "define libvirt network default",
+        "autostart libvirt network default",
+        "start libvirt network default",
+    ]
+    files = Files(world.tmp_path)
+    for argv in (
+        ("net-destroy", "default"),
+        ("net-undefine", "default"),
+        ("net-define", str(files.path("/run/cockpit-agent/libvirt-network-default-nat.xml"))),
+        ("net-autostart", "default-nat"),
+        ("net-start", "default-nat"),
+    ):
+        world.runner.expect(*V, *argv)
+    world.step().apply(actions[0], ctx)
+    renamed = files.read("/run/cockpit-agent/libvirt-network-default-nat.xml") or ""
+    assert "<name>default-nat</name>" in renamed and "<uuid>" not in renamed
+    assert "virbr0" in renamed
+
+
+def test_libvirt_not_answering_leaves_the_network_for_later(converged_network: World) -> None:
+    world = converged_network
+    world.runner.expect(*V, "net-list", "--all", "--name", rc=1, stderr="failed to connect")
+    step = world.step()
+    ctx = world.ctx(CONVERGED)
+    observed = step.observe(ctx)
+    assert step.plan(observed, ctx) == []
+    assert "libvirt does not answer" in step.summarize(observed)
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+def test_verify_converged_is_ok(world: World) -> None:
+    findings = world.step().verify(world.ctx(CONVERGED))
+    assert [(f.severity, f.code) for f in findings] == [("ok", "lni-bridge")]
+
+
+def test_verify_reports_what_is_wrong(world: World) -> None:
+    world.live.links = [mgmt(), lni(), bridge(mac="aa:bb:cc:dd:ee:ff", addresses=())]
+    findings = world.step().verify(world.ctx(CONVERGED))
+    assert [f.severity for f in findings] == ["critical"]
+    message = findings[0].message
+    assert "not the LNI's" in message
+    assert "not a port of br-lni" in message
+    assert "no IPv4 address" in message
+
+
+def test_verify_without_lni_is_critical(world: World) -> None:
+    findings = world.step().verify(world.ctx(CONVERGED, interfaces=INTERFACES[:1]))
+    assert [(f.severity, f.code) for f in findings] == [("critical", "lni-missing")]
