@@ -66,6 +66,15 @@ def load_state(state_path: Path) -> tuple[State | None, list[Finding]]:
         return None, [Finding("warning", "state-unreadable", str(exc))]
 
 
+def drift_findings(step: Step[Any, Any], ctx: Ctx) -> list[Finding]:
+    """Drift is whatever reconcile would change now: a non-empty plan on the live host."""
+    actions = step.plan(step.observe(ctx), ctx)
+    if not actions:
+        return []
+    described = "; ".join(a.describe() for a in actions)
+    return [Finding("warning", f"{step.name}-drift", f"reconcile would: {described}")]
+
+
 def run_check(
     config: Config,
     facts: Facts,
@@ -73,7 +82,8 @@ def run_check(
     steps: Sequence[Step[Any, Any]] | None = None,
     runner: Runner | None = None,
 ) -> list[Finding]:
-    """Every finding: unreadable facts, the state file, then each enabled step's verify()."""
+    """Every finding: unreadable facts, the state file, then each enabled step's verify() and
+    its drift (what its plan would change)."""
     if steps is None:
         from cockpit_agent.steps import all_steps  # noqa: PLC0415
 
@@ -89,7 +99,7 @@ def run_check(
         if not step.enabled(config):
             continue
         try:
-            found = step.verify(ctx)
+            found = step.verify(ctx) + drift_findings(step, ctx)
         except Exception as exc:  # a check that cannot run is UNKNOWN
             found = [Finding("unknown", f"{step.name}-unverifiable", str(exc))]
         findings += [dataclasses.replace(f, step=f.step or step.name) for f in found]
@@ -171,23 +181,33 @@ def prometheus_text(
 
 
 def _array_metrics(facts: Facts) -> list[str]:
-    arrays: list[Any] = list(getattr(facts, "arrays", []) or [])
-    if not arrays:
+    if not facts.arrays:
         return []
     out = [
-        "# HELP cockpit_agent_array_degraded 1 when an md array is missing members.",
+        "# HELP cockpit_agent_array_degraded Missing members of each md array.",
         "# TYPE cockpit_agent_array_degraded gauge",
     ]
-    for a in arrays:
-        name = _escape(str(getattr(a, "name", "") or getattr(a, "device", "")))
-        out.append(f'cockpit_agent_array_degraded{{array="{name}"}} {int(bool(a.degraded))}')
+    names = [_escape(a.short_name or a.device) for a in facts.arrays]
+    out += [
+        f'cockpit_agent_array_degraded{{array="{n}"}} {a.degraded}'
+        for n, a in zip(names, facts.arrays, strict=True)
+    ]
     out += [
         "# HELP cockpit_agent_array_size_bytes Size of each md array.",
         "# TYPE cockpit_agent_array_size_bytes gauge",
     ]
-    for a in arrays:
-        name = _escape(str(getattr(a, "name", "") or getattr(a, "device", "")))
-        out.append(f'cockpit_agent_array_size_bytes{{array="{name}"}} {int(a.size_bytes)}')
+    out += [
+        f'cockpit_agent_array_size_bytes{{array="{n}"}} {a.size_bytes}'
+        for n, a in zip(names, facts.arrays, strict=True)
+    ]
+    out += [
+        "# HELP cockpit_agent_array_active 1 when the md array is running.",
+        "# TYPE cockpit_agent_array_active gauge",
+    ]
+    out += [
+        f'cockpit_agent_array_active{{array="{n}",state="{_escape(a.state)}"}} {int(a.active)}'
+        for n, a in zip(names, facts.arrays, strict=True)
+    ]
     return out
 
 

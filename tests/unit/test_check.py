@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,6 +39,12 @@ class FixedStep:
         if self.crash:
             raise RuntimeError("mdadm vanished")
         return self.findings
+
+    def observe(self, ctx: Ctx) -> None:
+        return None
+
+    def plan(self, observed: None, ctx: Ctx) -> list[Any]:
+        return []
 
 
 def facts(instance: str = "i-1") -> Facts:
@@ -160,3 +167,39 @@ def test_same_findings_logged_at_most_once_an_hour(tmp_path: Path) -> None:
     assert should_log(b, memo, 1000.0 + 3599)  # something changed: log it
     assert should_log(a, memo, 1000.0 + 3600)
     assert should_log(a, memo, 1000.0 + 3600 + 3600)
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    path: str
+
+    def describe(self) -> str:
+        return f"rewrite {self.path}"
+
+
+@dataclass
+class DriftingStep(FixedStep):
+    """verify() is happy, but the plan would change something: drift."""
+
+    planned: tuple[Rewrite, ...] = ()
+
+    def plan(self, observed: None, ctx: Ctx) -> list[Rewrite]:
+        return list(self.planned)
+
+
+def test_a_non_empty_plan_is_drift(tmp_path: Path) -> None:
+    step = DriftingStep(
+        "storage", [Finding("ok", "mounted", "mounted")], planned=(Rewrite("/etc/fstab"),)
+    )
+    found = check(tmp_path, [step])  # type: ignore[list-item]
+    drift = [f for f in found if f.code == "storage-drift"]
+    assert [(f.severity, f.step, f.message) for f in drift] == [
+        ("warning", "storage", "reconcile would: rewrite /etc/fstab")
+    ]
+    assert exit_code(found) == 1
+    assert drifted_steps(found) == ["storage"]
+
+
+def test_no_plan_no_drift(tmp_path: Path) -> None:
+    step = DriftingStep("storage", [Finding("ok", "mounted", "mounted")])
+    assert exit_code(check(tmp_path, [step])) == 0  # type: ignore[list-item]

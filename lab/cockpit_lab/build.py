@@ -1,0 +1,390 @@
+"""Build the lab's base image: Debian by debootstrap on a GPT disk booted by its own GRUB.
+
+All heavy work (debootstrap, package installs, the initramfs, the agent's dependency venv)
+runs in a chroot at native speed. The image is cached as <cache>/<recipe hash>/base.qcow2,
+built in a temporary directory and renamed into place under a lock, so an interrupted or
+concurrent build never leaves a broken cache entry. Runs boot qcow2 overlays of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+from cockpit_lab.chroot import (
+    chroot_mounts,
+    in_chroot,
+    log,
+    loop_device,
+    lvm_volume,
+    mounted,
+    partition,
+    run,
+)
+from cockpit_lab.recipe import CACHE_DIR, GUEST_DIR, MGMT_GUEST_IP, Recipe, default_recipe
+
+IMAGE_NAME = "base.qcow2"
+LVM_VG = "labvg"
+LVM_LV = "root"
+VENV = "/opt/cockpit-agent/venv"
+WHEELS = "/opt/cockpit-agent/wheels"
+# Timers that would make a test guest busy at random moments.
+MASKED_UNITS = (
+    "e2scrub_reap.service",  # 30 s at every boot under TCG, for LVM snapshots nobody takes
+    "nvmf-autoconnect.service",  # NVMe over fabrics: none here
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "man-db.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "mdcheck_start.timer",
+    "mdcheck_continue.timer",
+    "mdmonitor-oneshot.timer",
+)
+ENABLED_UNITS = ("systemd-networkd.service", "ssh.service", "cockpit-lab-imds.service")
+
+
+def image_path(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
+    """Where the image of `recipe` lives in the cache (whether built or not)."""
+    return cache / (recipe or default_recipe()).digest() / IMAGE_NAME
+
+
+def ensure_image(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
+    """The cached base image of `recipe`, built first if needed."""
+    recipe = recipe or default_recipe()
+    image = image_path(recipe, cache)
+    if image.exists():
+        _touch(image.parent / "last-used")
+        return image
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same image waits here
+        if image.exists():
+            return image
+        for stale in cache.glob(".build-*"):
+            _remove_build_dir(stale)
+        tmp = Path(tempfile.mkdtemp(prefix=f".build-{image.parent.name}-", dir=cache))
+        try:
+            started = time.monotonic()
+            _build(recipe, tmp, cache)
+            manifest = json.loads((tmp / "manifest.json").read_text())
+            manifest["build_seconds"] = round(time.monotonic() - started, 1)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            if image.parent.exists():
+                shutil.rmtree(image.parent)
+            tmp.chmod(0o755)
+            tmp.rename(image.parent)
+            log(f"image ready in {manifest['build_seconds']} s: {image}")
+        finally:
+            _remove_build_dir(tmp)
+        _touch(image.parent / "last-used")
+        _prune(cache, keep=image.parent)
+    return image
+
+
+def _touch(path: Path) -> None:
+    path.touch()
+    os.utime(path)
+
+
+def _prune(cache: Path, keep: Path, unused_days: float = 2) -> None:
+    """Delete cached images of other recipes unused for `unused_days` and open by nobody
+    (a running lab holds its base image open as the backing file of its overlay)."""
+    open_files = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            open_files.add(os.readlink(fd))
+    for entry in cache.iterdir():
+        if entry == keep or not (entry / IMAGE_NAME).exists():
+            continue
+        stamp = entry / "last-used"
+        used = (stamp if stamp.exists() else entry / IMAGE_NAME).stat().st_mtime
+        busy = any(f.startswith(f"{entry}/") for f in open_files)
+        if not busy and time.time() - used > unused_days * 86400:
+            log(f"pruning the unused lab image {entry}")
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _remove_build_dir(path: Path) -> None:
+    """Delete a build directory, but never through a mount point left inside it."""
+    if not path.exists():
+        return
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    prefix = str(path.resolve()) + "/"
+    if any(len(f := line.split()) > 1 and f[1].startswith(prefix) for line in mounts):
+        log(f"not removing {path}: something is still mounted inside it")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _partition(recipe: Recipe, raw: Path) -> None:
+    """GPT: a BIOS boot partition for GRUB's core image, then root as the LAST partition, so
+    the root volume can grow into the rest of the disk as on an EC2 root volume. With an LVM
+    root: a /boot partition, then the PV last (growpart, pvresize, lvextend, resize2fs)."""
+    argv = ["sgdisk", "--set-alignment=2048", "--new=1:2048:+1M", "--typecode=1:ef02",
+            "--change-name=1:bios"]  # fmt: skip
+    if recipe.root_layout == "lvm":
+        argv += ["--new=2:0:+256M", "--typecode=2:8300", "--change-name=2:boot"]
+        argv += [f"--new=3:0:+{recipe.root_size}", "--typecode=3:8e00", "--change-name=3:lvm"]
+    else:
+        argv += [f"--new=2:0:+{recipe.root_size}", "--typecode=2:8300", "--change-name=2:root"]
+    run([*argv, str(raw)], quiet=True)
+
+
+def _build(recipe: Recipe, tmp: Path, cache: Path) -> None:
+    timings: dict[str, float] = {}
+    raw = tmp / "disk.raw"
+    with raw.open("wb") as fh:
+        fh.truncate(_bytes(recipe.disk_size))
+    _partition(recipe, raw)
+    wheels = tmp / "wheels"
+    _timed(timings, "dependency_wheels", lambda: _python_wheels(recipe, wheels))
+    debs = cache / "debs"
+    debs.mkdir(exist_ok=True)
+    uuids = {"root": str(uuid.uuid4()), "boot": str(uuid.uuid4())}
+    with loop_device(raw) as dev, ExitStack() as stack:
+        nodes = [dev, partition(dev, 1), partition(dev, 2)]
+        by_uuid: dict[str, str] = {}
+        boot_dev = ""
+        if recipe.root_layout == "lvm":
+            nodes.append(partition(dev, 3))
+            root_dev = stack.enter_context(lvm_volume(partition(dev, 3), LVM_VG, LVM_LV))
+            boot_dev = partition(dev, 2)
+            run(["mkfs.ext4", "-q", "-L", "boot", "-U", uuids["boot"], boot_dev], quiet=True)
+            by_uuid[uuids["boot"]] = boot_dev
+            nodes.append(root_dev)
+        else:
+            root_dev = partition(dev, 2)
+        by_uuid[uuids["root"]] = root_dev
+        run(["mkfs.ext4", "-q", "-L", "root", "-U", uuids["root"], root_dev], quiet=True)
+        root = stack.enter_context(mounted(root_dev, tmp / "root"))
+        if boot_dev:
+            stack.enter_context(mounted(boot_dev, root / "boot"))
+        debootstrap = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", recipe.suite,
+                       str(root), recipe.mirror]  # fmt: skip
+        _timed(timings, "debootstrap", lambda: run(debootstrap, quiet=True))
+        _configure(recipe, root, uuids)
+        chroot_mounts(stack, root, nodes, by_uuid)
+        facts = _install(recipe, root, dev, debs, wheels, timings=timings)
+        run(["fstrim", str(root)], quiet=True)  # punch the free blocks out of the raw file
+    convert = ["qemu-img", "convert", "-O", "qcow2", str(raw), str(tmp / IMAGE_NAME)]
+    _timed(timings, "qcow2", lambda: run(convert, quiet=True))
+    raw.unlink()
+    shutil.rmtree(wheels)
+    (tmp / "root").rmdir()
+    manifest = {
+        "recipe": recipe.digest(),
+        "variant": recipe.variant,
+        "root_layout": recipe.root_layout,
+        "suite": recipe.suite,
+        "uuids": uuids,
+        "timings": timings,
+        **facts,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _install(
+    recipe: Recipe, root: Path, dev: str, debs: Path, wheels: Path, *, timings: dict[str, float]
+) -> dict[str, object]:
+    """Everything done inside the chroot; returns facts for the manifest."""
+    with mounted(str(debs), root / "var/cache/apt/archives", "--bind"):
+        _timed(timings, "packages", lambda: _install_packages(recipe, root))
+        if recipe.variant != "virt":
+            _timed(timings, "package_cache", lambda: _bake_package_cache(recipe, root, debs))
+        _timed(timings, "agent_venv", lambda: _agent_venv(recipe, root, wheels))
+        _timed(timings, "bootloader", lambda: _bootloader(root, dev))
+        _finish(recipe, root)
+    baked = root / "var/cache/apt/archives.lab"
+    if baked.exists():
+        for deb in baked.iterdir():
+            deb.rename(root / "var/cache/apt/archives" / deb.name)
+        baked.rmdir()
+    initrd = sorted((root / "boot").glob("initrd.img-*"))
+    query = ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"]
+    return {
+        "kernel": sorted(p.name for p in (root / "boot").glob("vmlinuz-*")),
+        "initrd_bytes": initrd[-1].stat().st_size if initrd else 0,
+        "packages": in_chroot(root, *query, quiet=True).splitlines(),
+    }
+
+
+def _timed(timings: dict[str, float], name: str, fn: object) -> None:
+    assert callable(fn)
+    log(f"{name} ...")
+    started = time.monotonic()
+    fn()
+    timings[name] = round(time.monotonic() - started, 1)
+    log(f"{name} done in {timings[name]} s")
+
+
+def _bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def _python_wheels(recipe: Recipe, dest: Path) -> None:
+    """Wheels of the agent's dependencies, built or fetched by the host's pip (same Python
+    minor as the guest's, so compiled manylinux wheels fit)."""
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(dest),
+            *recipe.python_deps,
+        ],
+        quiet=True,
+    )
+
+
+def _configure(recipe: Recipe, root: Path, uuids: dict[str, str]) -> None:
+    """Files written before any package is installed (initramfs-tools reads its config when
+    the kernel package is configured, so the initramfs is made once, the lab's way)."""
+    shutil.copytree(GUEST_DIR, root, dirs_exist_ok=True, symlinks=True)
+    etc = root / "etc"
+    if recipe.root_layout == "lvm":
+        root_device = f"/dev/mapper/{LVM_VG}-{LVM_LV}"
+        (etc / "fstab").write_text(
+            f"{root_device} / ext4 errors=remount-ro 0 1\n"
+            f"UUID={uuids['boot']} /boot ext4 defaults 0 2\n"
+        )
+        # grub-mkconfig in the chroot cannot see the LV (no device-mapper on the build host);
+        # the last root= on the kernel command line wins, in the guest's update-grub too.
+        (etc / "default/grub.d/lvm-root.cfg").write_text(
+            f'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX root={root_device}"\n'
+        )
+    else:
+        (etc / "fstab").write_text(f"UUID={uuids['root']} / ext4 errors=remount-ro 0 1\n")
+    (etc / "hostname").write_text(recipe.hostname + "\n")
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {recipe.hostname}\n")
+    suites = f"{recipe.suite} {recipe.suite}-updates"
+    (etc / "apt/sources.list").write_text(
+        f"deb {recipe.mirror} {suites} main\n"
+        f"deb {recipe.security_mirror} {recipe.suite}-security main\n"
+    )
+    shutil.copyfile("/etc/resolv.conf", etc / "resolv.conf")
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):  # debootstrap's leftovers
+        deb.unlink()
+    policy = root / "usr/sbin/policy-rc.d"  # no daemon starts inside the chroot
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+
+
+def _apt_install(root: Path, packages: tuple[str, ...], *options: str) -> str:
+    return in_chroot(
+        root,
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        *options,
+        *packages,
+        quiet=True,
+    )
+
+
+def _install_packages(recipe: Recipe, root: Path) -> None:
+    in_chroot(root, "apt-get", "update", "-q", quiet=True)
+    _apt_install(root, recipe.packages)
+    if recipe.variant == "virt":
+        _apt_install(root, recipe.virt_packages)
+
+
+def _bake_package_cache(recipe: Recipe, root: Path, debs: Path) -> None:
+    """Put the .debs of the virtualisation packages (and their missing dependencies) into the
+    image's own /var/cache/apt/archives, so that installing them in the guest needs no
+    mirror. They are downloaded into the shared cache first (bind-mounted at that path)."""
+    baked = root / "var/cache/apt/archives.lab"
+    (baked / "partial").mkdir(parents=True)
+    # Against an empty archive directory, --print-uris lists every .deb the install needs.
+    empty = "-o=Dir::Cache::Archives=/var/cache/apt/archives.lab"
+    uris = _apt_install(root, recipe.virt_packages, "--print-uris", empty)
+    names = [line.split()[1] for line in uris.splitlines() if line.startswith("'")]
+    _apt_install(root, recipe.virt_packages, "--download-only")
+    (baked / "partial").rmdir()
+    for name in names:
+        shutil.copy2(debs / name, baked / name)
+    if not names:
+        raise RuntimeError("no package to bake into the apt cache: --print-uris listed none")
+    log(f"baked {len(names)} packages into the image's apt cache")
+
+
+def _agent_venv(recipe: Recipe, root: Path, wheels: Path) -> None:
+    """A venv with the agent's dependencies; each run adds only the agent's own wheel.
+    --system-site-packages lets it use Debian's python3-systemd (the `systemd` extra)."""
+    shutil.copytree(wheels, root / WHEELS.lstrip("/"))
+    in_chroot(root, "python3", "-m", "venv", "--system-site-packages", VENV, quiet=True)
+    in_chroot(
+        root,
+        f"{VENV}/bin/pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-index",
+        "--find-links",
+        WHEELS,
+        *recipe.python_deps,
+        quiet=True,
+    )
+
+
+def _bootloader(root: Path, dev: str) -> None:
+    """GRUB in the disk's MBR and BIOS boot partition, configured from the image's own
+    /boot, so every boot (and reboot) runs the guest's kernel and initramfs."""
+    in_chroot(root, "grub-install", "--target=i386-pc", "--modules=part_gpt ext2", dev, quiet=True)
+    in_chroot(root, "update-grub", quiet=True)
+
+
+def _finish(recipe: Recipe, root: Path) -> None:
+    # A login for Cockpit (root is kept out of it by the agent's default config); the lab's
+    # forwards listen on 127.0.0.1 only.
+    groups = "sudo,libvirt,kvm" if recipe.variant == "virt" else "sudo"
+    in_chroot(
+        root,
+        "useradd",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        "--groups",
+        groups,
+        "lab",
+        quiet=True,
+    )
+    in_chroot(root, "chpasswd", input_text="lab:lab\n", quiet=True)
+    (root / "var/log/journal").mkdir(parents=True, exist_ok=True)  # keep earlier boots' logs
+    for unit in ENABLED_UNITS:
+        in_chroot(root, "systemctl", "enable", unit, quiet=True)
+    in_chroot(root, "systemctl", "mask", *MASKED_UNITS, quiet=True)
+    gateway = MGMT_GUEST_IP.rsplit(".", 1)[0]
+    (root / "etc/resolv.conf").write_text(f"nameserver {gateway}.3\n")  # QEMU's DNS proxy
+    # Each instance gets its own machine id at first boot, as from an AMI.
+    (root / "etc/machine-id").write_text("")
+    (root / "usr/sbin/policy-rc.d").unlink()
+
+
+def main(variants: list[str]) -> int:
+    """`python -m cockpit_lab build [VARIANT...]`: build (or reuse) images, print their paths."""
+    if os.geteuid() != 0:
+        print("the lab image build needs root (loop devices, mounts, chroot)", file=sys.stderr)
+        return 2
+    for variant in variants or ["base"]:
+        print(ensure_image(default_recipe(variant)))
+    return 0

@@ -1,0 +1,132 @@
+"""What the lab's base image is made of, and the hash that keys its cache.
+
+The hash covers everything that goes into the image (this recipe, the build code, the guest
+files under lab/guest and the agent's runtime dependencies from pyproject.toml) and nothing
+that changes with the agent's code: the agent wheel is installed per run from the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+LAB_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = LAB_DIR.parent
+GUEST_DIR = LAB_DIR / "guest"
+CACHE_DIR = Path(os.environ.get("COCKPIT_LAB_CACHE", "/var/cache/cockpit-agent-lab"))
+
+# The fixed MACs of the guest's NICs; the IMDS tree and the guest's network files use them.
+MGMT_MAC = "52:54:00:c0:c0:00"
+LNI_MAC = "52:54:00:c0:c0:01"
+MGMT_NET = "10.0.2.0/24"
+LNI_NET = "10.0.3.0/24"
+# QEMU's user network hands out .15 as the first DHCP address.
+MGMT_GUEST_IP = "10.0.2.15"
+LNI_GUEST_IP = "10.0.3.15"
+
+BASE_PACKAGES = (
+    "linux-image-amd64",
+    "grub-pc",
+    "initramfs-tools",
+    "zstd",
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "kmod",
+    "procps",
+    "mdadm",
+    "lvm2",
+    "cloud-guest-utils",
+    "fdisk",
+    "gdisk",
+    "parted",
+    "e2fsprogs",
+    "xfsprogs",
+    "iproute2",
+    "iputils-ping",
+    "netbase",
+    "openssh-server",
+    "ca-certificates",
+    "curl",
+    "nvme-cli",
+    "less",
+    "python3",
+    "python3-venv",
+    "python3-systemd",
+    "sudo",
+    "busybox",  # initramfs-tools uses it when present, as on a stock Debian host
+)
+
+# What the agent's virt step installs on Debian (agent/cockpit_agent/config.py,
+# DEFAULT_PACKAGES["debian"]); the lab can only copy it, it imports nothing from the agent.
+VIRT_PACKAGES = (
+    "cockpit",
+    "cockpit-machines",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "libvirt-dbus",
+    "qemu-system-x86",
+    "qemu-utils",
+    "virtinst",
+)
+
+# Image variants: "base" has the virtualisation packages only in its apt cache (the scenario
+# about installing them installs from there, never from a mirror); "virt" has them installed,
+# as an AMI bake would.
+# "lvm" is "base" with its root filesystem on an LVM logical volume (labvg/root) whose PV is
+# the disk's last partition.
+VARIANTS = ("base", "virt", "lvm")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The inputs of one base image."""
+
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    security_mirror: str = "http://deb.debian.org/debian-security"
+    variant: str = "base"
+    root_layout: str = "plain"  # or "lvm"
+    packages: tuple[str, ...] = BASE_PACKAGES
+    virt_packages: tuple[str, ...] = VIRT_PACKAGES
+    disk_size: str = "4G"
+    root_size: str = "2G"
+    hostname: str = "cockpit-lab"
+    # The agent's runtime dependencies (pip requirement strings), baked as wheels into a venv.
+    python_deps: tuple[str, ...] = field(default_factory=tuple)
+
+    def digest(self) -> str:
+        """Hash of the recipe, the build code and the guest files."""
+        h = hashlib.sha256()
+        h.update(json.dumps(asdict(self), sort_keys=True).encode())
+        for path in _hashed_files():
+            rel = path.relative_to(LAB_DIR).as_posix()
+            h.update(f"\0{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
+            h.update(path.read_bytes())
+        return h.hexdigest()[:16]
+
+
+def _hashed_files() -> list[Path]:
+    code = [LAB_DIR / "cockpit_lab" / name for name in ("recipe.py", "build.py", "chroot.py")]
+    guest = [p for p in GUEST_DIR.rglob("*") if p.is_file()]
+    return sorted(code + guest)
+
+
+def agent_dependencies(pyproject: Path = REPO_DIR / "pyproject.toml") -> tuple[str, ...]:
+    """The agent's runtime requirements; the systemd extra comes from Debian (python3-systemd)."""
+    with pyproject.open("rb") as fh:
+        project = tomllib.load(fh)["project"]
+    return tuple(sorted(project.get("dependencies", [])))
+
+
+def default_recipe(variant: str = "base") -> Recipe:
+    """The recipe of an image variant ("base" or "virt")."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown lab image variant {variant!r} (known: {', '.join(VARIANTS)})")
+    layout = "lvm" if variant == "lvm" else "plain"
+    return Recipe(variant=variant, root_layout=layout, python_deps=agent_dependencies())

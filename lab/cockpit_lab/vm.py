@@ -1,0 +1,576 @@
+"""The lab VM: an emulated Outposts server in QEMU, driven from pytest or `make demo`.
+
+One Lab is one instance: a qcow2 overlay on the cached base image (the root EBS volume, on
+NVMe as on Nitro), raw files as NVMe instance-store drives, NIC 0 = management and NIC 1 =
+the LNI, each on its own QEMU user network with forwards bound to 127.0.0.1 only. Everything
+it makes lives in its run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cockpit_lab.recipe import (
+    CACHE_DIR,
+    LNI_GUEST_IP,
+    LNI_MAC,
+    LNI_NET,
+    MGMT_MAC,
+    MGMT_NET,
+    REPO_DIR,
+)
+from cockpit_lab.seed import LAB_CONFIG, build_agent_wheel, stage_agent, write_seed
+
+RUNS_DIR = Path(os.environ.get("COCKPIT_LAB_RUNS", REPO_DIR / "runs"))
+KEY_PATH = CACHE_DIR / "ssh" / "id_ed25519"
+AGENT_UNIT = "cockpit-agent.service"
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked; the message says where to look."""
+
+
+@dataclass
+class LabSpec:
+    """What one lab instance looks like."""
+
+    nvme_count: int = 3
+    nvme_size: str = "256M"
+    root_disk_size: str | None = None  # grow the root volume beyond the image's 4 GiB
+    memory_mib: int = 2048
+    cpus: int = 2
+    config: str = LAB_CONFIG
+    extra_config: str = ""
+    # No way out of the QEMU user networks (restrict=on): no mirror, no DNS; forwards still work.
+    offline: bool = False
+
+
+@dataclass
+class Ports:
+    """Host ports (127.0.0.1) forwarded into the guest."""
+
+    mgmt_ssh: int
+    mgmt_cockpit: int
+    lni_ssh: int
+    lni_cockpit: int
+
+
+@dataclass
+class Timings:
+    """Measured durations of this lab's boots, in seconds."""
+
+    boots: list[dict[str, float]] = field(default_factory=list)
+
+
+def ssh_key() -> Path:
+    """The lab's SSH key (generated once, kept beside the image cache)."""
+    KEY_PATH.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (KEY_PATH.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not KEY_PATH.exists():
+            subprocess.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "cockpit-lab",
+                    "-f",
+                    str(KEY_PATH),
+                ],
+                check=True,
+            )
+    return KEY_PATH
+
+
+def accelerator() -> list[str]:
+    """KVM where it really runs a stock guest, else multi-threaded TCG (probed once).
+
+    COCKPIT_LAB_ACCEL=kvm|tcg overrides the probe; COCKPIT_LAB_CPU the CPU model.
+    """
+    choice = os.environ.get("COCKPIT_LAB_ACCEL") or _probe_kvm()
+    if choice == "kvm":
+        return ["-accel", "kvm", "-cpu", os.environ.get("COCKPIT_LAB_CPU", "host")]
+    return ["-accel", "tcg,thread=multi", "-cpu", os.environ.get("COCKPIT_LAB_CPU", "max")]
+
+
+def _probe_kvm() -> str:
+    cached = CACHE_DIR / "accel"
+    if cached.exists():
+        return cached.read_text().strip()
+    result = "tcg"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        # SeaBIOS writes to the debug port 0x402 once the CPU runs; a host that offers only
+        # PVM fails here (QEMU aborts on the MSR setup) and the guest never writes.
+        with contextlib.suppress(OSError), _tempfile() as log:
+            proc = subprocess.run(
+                [
+                    "timeout",
+                    "5",
+                    "qemu-system-x86_64",
+                    "-accel",
+                    "kvm",
+                    "-cpu",
+                    "host",
+                    "-m",
+                    "64",
+                    "-display",
+                    "none",
+                    "-nodefaults",
+                    "-no-reboot",
+                    "-chardev",
+                    f"file,id=dbg,path={log}",
+                    "-device",
+                    "isa-debugcon,iobase=0x402,chardev=dbg",
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if "SeaBIOS" in log.read_text(errors="replace") and proc.returncode in (0, 124):
+                result = "kvm"
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cached.write_text(result + "\n")
+    return result
+
+
+@contextlib.contextmanager
+def _tempfile() -> Iterator[Path]:
+    fd, name = tempfile.mkstemp(prefix="cockpit-lab-kvm-")
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def new_run_dir(label: str) -> Path:
+    """A fresh run directory under runs/ (kept when a test fails)."""
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)[:60]
+    path = RUNS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
+    path.mkdir()
+    return path
+
+
+def _size_bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+class Lab:
+    """One emulated Outposts server. Call boot(), then ssh(); close() at the end."""
+
+    def __init__(self, run_dir: Path, image: Path, spec: LabSpec | None = None) -> None:
+        self.run_dir = run_dir
+        self.image = image
+        self.spec = spec or LabSpec()
+        self.key = ssh_key()
+        self.instance_id = "i-0lab" + secrets.token_hex(6)
+        self.ports = Ports(free_port(), free_port(), free_port(), free_port())
+        self.timings = Timings()
+        self.overlay = run_dir / "root.qcow2"
+        self.serial_log = run_dir / "serial.log"
+        self.seed = run_dir / "seed.tar"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._boot_started = 0.0
+
+    # --- drives ---------------------------------------------------------------------------
+
+    def nvme_path(self, index: int) -> Path:
+        """The raw file behind instance-store drive `index` (serial lab-nvme-<index>)."""
+        return self.run_dir / f"nvme{index}.raw"
+
+    def _prepare_disks(self) -> None:
+        if not self.overlay.exists():
+            argv = [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                str(self.image),
+                str(self.overlay),
+            ]
+            if self.spec.root_disk_size:
+                argv.append(self.spec.root_disk_size)
+            subprocess.run(argv, check=True)
+        for i in range(self.spec.nvme_count):
+            path = self.nvme_path(i)
+            if not path.exists():
+                with path.open("wb") as fh:
+                    fh.truncate(_size_bytes(self.spec.nvme_size))
+
+    def wipe_nvme(self) -> None:
+        """What a stop/start does to instance store: the guest stops, every drive comes back
+        blank, and the instance boots again (same instance id, same root volume)."""
+        was_running = self.running
+        if was_running:
+            self.shutdown()
+        for i in range(self.spec.nvme_count):
+            path = self.nvme_path(i)
+            path.unlink(missing_ok=True)
+        self._prepare_disks()
+        if was_running:
+            self.boot()
+
+    def write_nvme(self, index: int, data: bytes, offset: int = 0) -> None:
+        """Write raw bytes into drive `index` while the guest is down (hostile drives)."""
+        self._require_stopped("write_nvme")
+        self._prepare_disks()
+        with self.nvme_path(index).open("r+b") as fh:
+            fh.seek(offset)
+            fh.write(data)
+
+    def mkfs_nvme(self, index: int, fstype: str = "ext4") -> None:
+        """Put a filesystem on drive `index` while the guest is down (a drive in use)."""
+        self._require_stopped("mkfs_nvme")
+        self._prepare_disks()
+        force = "-f" if fstype == "xfs" else "-F"
+        subprocess.run([f"mkfs.{fstype}", "-q", force, str(self.nvme_path(index))], check=True)
+
+    def read_nvme(self, index: int, offset: int = 0, length: int = 4096) -> bytes:
+        """Bytes of drive `index` as the host sees them."""
+        with self.nvme_path(index).open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+    def _require_stopped(self, what: str) -> None:
+        if self.running:
+            raise LabError(f"{what} needs the guest stopped (call shutdown() first)")
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the QEMU process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def qemu_argv(self) -> list[str]:
+        """The QEMU command line of this lab."""
+        p = self.ports
+        argv = [
+            "qemu-system-x86_64",
+            "-name",
+            "cockpit-lab",
+            "-machine",
+            "q35",
+            *accelerator(),
+            "-smp",
+            str(self.spec.cpus),
+            "-m",
+            str(self.spec.memory_mib),
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-nodefaults",
+            "-chardev",
+            f"file,id=serial0,path={self.serial_log},append=on",
+            "-serial",
+            "chardev:serial0",
+            "-qmp",
+            f"unix:{self.run_dir / 'qmp.sock'},server=on,wait=off",
+            "-pidfile",
+            str(self.run_dir / "qemu.pid"),
+            "-fw_cfg",
+            f"name=opt/cockpit-lab/seed,file={self.seed}",
+            "-object",
+            "rng-random,filename=/dev/urandom,id=rng0",
+            "-device",
+            "virtio-rng-pci,rng=rng0",
+            # The root volume: NVMe, as an EBS root volume is on Nitro; GRUB boots from it.
+            "-drive",
+            f"file={self.overlay},if=none,id=root,format=qcow2,discard=unmap",
+            "-device",
+            "nvme,serial=lab-root,drive=root,bootindex=0",
+        ]
+        for i in range(self.spec.nvme_count):
+            argv += [
+                "-drive",
+                f"file={self.nvme_path(i)},if=none,id=nvme{i},format=raw",
+                "-device",
+                f"nvme,serial=lab-nvme-{i},drive=nvme{i}",
+            ]
+        restrict = "restrict=on," if self.spec.offline else ""
+        argv += [
+            "-netdev",
+            f"user,id=mgmt,net={MGMT_NET},{restrict}"
+            f"hostfwd=tcp:127.0.0.1:{p.mgmt_ssh}-:22,"
+            f"hostfwd=tcp:127.0.0.1:{p.mgmt_cockpit}-:9090",
+            "-device",
+            f"virtio-net-pci,netdev=mgmt,mac={MGMT_MAC}",
+            "-netdev",
+            f"user,id=lni,net={LNI_NET},{restrict}"
+            f"hostfwd=tcp:127.0.0.1:{p.lni_ssh}-{LNI_GUEST_IP}:22,"
+            f"hostfwd=tcp:127.0.0.1:{p.lni_cockpit}-{LNI_GUEST_IP}:9090",
+            "-device",
+            f"virtio-net-pci,netdev=lni,mac={LNI_MAC}",
+        ]
+        return argv
+
+    def boot(self, timeout: float = 600) -> None:
+        """Start the guest (first boot of a fresh instance, or after shutdown) and wait for SSH."""
+        if self.running:
+            raise LabError("the guest is already running")
+        self._prepare_disks()
+        if not self.seed.exists():
+            wheel = build_agent_wheel(self.run_dir / "wheel")
+            venv = stage_agent(wheel, self.run_dir / "stage")
+            config = self.spec.config + self.spec.extra_config
+            write_seed(
+                self.seed,
+                venv=venv,
+                instance_id=self.instance_id,
+                public_key=self.key.with_suffix(".pub").read_text(),
+                config=config,
+            )
+        for attempt in range(3):
+            self._start_qemu()
+            # A forward's port taken between our probe and QEMU's bind (another lab starting
+            # at the same moment) makes QEMU exit at once: retry with fresh ports.
+            time.sleep(1)
+            if self.running or "host forwarding" not in self._qemu_log_tail():
+                break
+            with (self.run_dir / "qemu.log").open("a") as log:
+                log.write(f"lab: forwards not bound (attempt {attempt + 1}); new ports\n")
+            self.ports = Ports(free_port(), free_port(), free_port(), free_port())
+        self.wait_ssh(timeout)
+
+    def _start_qemu(self) -> None:
+        argv = self.qemu_argv()
+        (self.run_dir / "qemu.cmdline").write_text(shlex.join(argv) + "\n")
+        with (self.run_dir / "qemu.log").open("ab") as log:
+            self._boot_started = time.monotonic()
+            self.timings.boots.append({})
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def _qemu_log_tail(self) -> str:
+        with contextlib.suppress(OSError), (self.run_dir / "qemu.log").open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            return fh.read().decode(errors="replace")
+        return ""
+
+    def wait_ssh(self, timeout: float = 600) -> None:
+        """Wait until the guest answers on SSH (management path)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise LabError(
+                    f"QEMU exited; see {self.run_dir / 'qemu.log'} and {self.serial_log}"
+                )
+            if self.ssh("true", timeout=20, check=False).returncode == 0:
+                self._record("ssh", time.monotonic() - self._boot_started)
+                return
+            time.sleep(2)
+        raise LabError(f"no SSH after {timeout:.0f} s; serial console: {self.serial_log}")
+
+    def ssh_argv(self, port: int | None = None) -> list[str]:
+        """The ssh command (without the remote command) that logs in as root."""
+        return [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-p",
+            str(port or self.ports.mgmt_ssh),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=6",
+            "root@127.0.0.1",
+        ]
+
+    def ssh_command(self, port: int | None = None) -> str:
+        """A one-line SSH command for a person: no prompt (the lab's key; the port changes
+        every run, so the host key is neither checked nor recorded)."""
+        return (
+            f"ssh -i {self.key} -p {port or self.ports.mgmt_ssh} -o StrictHostKeyChecking=no "
+            "-o UserKnownHostsFile=/dev/null root@127.0.0.1"
+        )
+
+    def ssh(
+        self, cmd: str, *, timeout: float = 300, check: bool = True, port: int | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` (a shell command line) in the guest as root; return its result."""
+        try:
+            proc = subprocess.run(
+                [*self.ssh_argv(port), cmd],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            if check:
+                raise LabError(f"ssh {cmd!r} timed out after {timeout} s") from exc
+            return subprocess.CompletedProcess(exc.cmd, 255, "", f"timed out after {timeout} s")
+        if check and proc.returncode != 0:
+            raise LabError(f"ssh {cmd!r} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def boot_id(self) -> str:
+        """The guest kernel's boot id (changes at every boot)."""
+        return self.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+
+    def wait_agent(self, timeout: float = 900) -> dict[str, str]:
+        """Wait until cockpit-agent.service has run to its end in this boot; return the unit's
+        properties (Result, ExecMainStatus, ...)."""
+        props = (
+            "LoadState",
+            "ActiveState",
+            "SubState",
+            "Result",
+            "ExecMainStatus",
+            "ExecMainStartTimestampMonotonic",
+            "ExecMainExitTimestampMonotonic",
+        )
+        cmd = f"cat /proc/uptime; systemctl show {AGENT_UNIT} " + " ".join(f"-p {p}" for p in props)
+        deadline = time.monotonic() + timeout
+        values: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            proc = self.ssh(cmd, check=False, timeout=60)
+            if proc.returncode == 0:
+                lines = proc.stdout.splitlines()
+                uptime = float(lines[0].split()[0])
+                values = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+                start = int(values.get("ExecMainStartTimestampMonotonic") or 0)
+                end = int(values.get("ExecMainExitTimestampMonotonic") or 0)
+                if end and values.get("ActiveState") != "activating":
+                    host_uptime = time.monotonic() - self._boot_started
+                    self._record("agent_start", host_uptime - (uptime - start / 1e6))
+                    self._record("agent_end", host_uptime - (uptime - end / 1e6))
+                    return values
+            time.sleep(3)
+        raise LabError(
+            f"{AGENT_UNIT} did not finish within {timeout:.0f} s (last: {values}); "
+            f"serial console: {self.serial_log}"
+        )
+
+    def reboot(self, timeout: float = 600) -> None:
+        """Reboot from inside the guest (its own GRUB, kernel and initramfs) and wait for SSH."""
+        before = self.boot_id()
+        self.ssh("systemctl reboot", check=False, timeout=30)
+        self._boot_started = time.monotonic()
+        self.timings.boots.append({})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise LabError(f"QEMU exited during the reboot; serial: {self.serial_log}")
+            proc = self.ssh("cat /proc/sys/kernel/random/boot_id", check=False, timeout=15)
+            if proc.returncode == 0 and proc.stdout.strip() != before:
+                self._record("ssh", time.monotonic() - self._boot_started)
+                return
+            time.sleep(1)
+        raise LabError(f"the guest did not come back after reboot; serial: {self.serial_log}")
+
+    def shutdown(self, timeout: float = 180) -> None:
+        """Power the guest off cleanly (as a stop would); kill QEMU if it does not stop."""
+        if not self.running:
+            return
+        assert self._proc is not None
+        self.ssh("systemctl poweroff", check=False, timeout=30)
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(30)
+        self._proc = None
+
+    def close(self) -> None:
+        """Stop the guest if it runs (kill as a last resort)."""
+        if self.running:
+            with contextlib.suppress(LabError, OSError, subprocess.SubprocessError):
+                self.shutdown(timeout=120)  # else the kill below
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(30)
+
+    def _record(self, name: str, seconds: float) -> None:
+        if not self.timings.boots:
+            self.timings.boots.append({})
+        self.timings.boots[-1][name] = round(seconds, 1)
+
+    # --- evidence -------------------------------------------------------------------------
+
+    COLLECT: dict[str, str] = {
+        "state.json": "cat /var/lib/cockpit-agent/state.json",
+        "journal-cockpit-agent.txt": "journalctl --no-pager -o short-precise "
+        "-u cockpit-agent.service -u cockpit-agent-check.service",
+        "journal-boot.txt": "journalctl --no-pager -o short-precise -b",
+        "boots.txt": "journalctl --no-pager --list-boots",
+        "units.txt": "systemctl --no-pager --all list-units 'cockpit*'; "
+        "systemctl --no-pager --failed",
+        "mdadm.txt": "cat /proc/mdstat; mdadm --detail --scan --verbose; "
+        "for md in /dev/md?*; do [ -b $md ] && mdadm --detail $md; done",
+        "findmnt.json": "findmnt -J",
+        "lsblk.json": "lsblk -J -O",
+        "ip-addr.json": "ip -j addr",
+        "ip-route.json": "ip -j route",
+        "virsh-net-list.txt": "virsh net-list --all",
+        "facts.json": "cockpit-agent --json facts",
+        "status.txt": "cockpit-agent status",
+    }
+
+    def collect(self, label: str = "collect") -> Path:
+        """Save the guest's evidence into run_dir/<label>/ and return that directory. The
+        serial console (serial.log) is already in the run directory."""
+        dest = self.run_dir / label
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "timings.json").write_text(json.dumps(self.timings.boots, indent=2) + "\n")
+        if not self.running:
+            (dest / "README").write_text("the guest was not running; see ../serial.log\n")
+            return dest
+        if self.ssh("true", check=False, timeout=30).returncode != 0:
+            (dest / "README").write_text("the guest did not answer on SSH; see ../serial.log\n")
+            return dest
+        for name, cmd in self.COLLECT.items():
+            proc = self.ssh(cmd, check=False, timeout=120)
+            text = proc.stdout
+            if proc.returncode != 0:
+                text += f"\n# exit {proc.returncode}\n{proc.stderr}"
+            (dest / name).write_text(text)
+        return dest
+
+    def remove(self) -> None:
+        """Delete the run directory (after a passing test)."""
+        self.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
