@@ -59,10 +59,13 @@ e2e: venv lab-image
 # a browser on the Machines page, then a reboot with zero actions). The other scenarios
 # (test_storage, test_lni, test_lab_variants, test_health) run with `make e2e`; each joins
 # this list once it has passed here on a fresh machine (docs/testing.md).
+# The browser test passed by hand (docs/img/) but timed out once in a full run: it runs with
+# `make e2e` until it has passed in runs of its own.
 E2E_CI := tests/e2e/test_lab.py tests/e2e/test_virt.py
+E2E_CI_DESELECT := tests/e2e/test_virt.py::test_browser_logs_in_and_sees_the_lni_network
 e2e-ci: venv lab-deps
 	$(LAB) build base
-	$(PYTEST) $(E2E_CI)
+	$(PYTEST) $(E2E_CI) --deselect $(E2E_CI_DESELECT)
 
 # Boot the lab with the virtualisation packages baked in; print status, SSH and Cockpit.
 demo: venv lab-deps
