@@ -22,6 +22,12 @@ from pydantic import BaseModel, ConfigDict
 
 from cockpit_agent.config import StorageConfig
 from cockpit_agent.errors import AgentError
+from cockpit_agent.facts.sysfs import attr as _attr
+from cockpit_agent.facts.sysfs import children as _children
+from cockpit_agent.facts.sysfs import lines as _lines
+from cockpit_agent.facts.sysfs import listdir as _listdir
+from cockpit_agent.facts.sysfs import uevent as _uevent
+from cockpit_agent.facts.sysfs import unescape as _unescape
 from cockpit_agent.host.run import Runner
 
 SECTOR_BYTES = 512  # sysfs `size` counts 512-byte sectors whatever the logical block size
@@ -353,47 +359,9 @@ def _parse_export(text: str) -> dict[str, str]:
     return {key.strip(): re.sub(r"\\(.)", r"\1", value) for key, _, value in pairs}
 
 
-def _uevent(path: Path) -> dict[str, str]:
-    """The KEY=value pairs of a sysfs `uevent` file."""
-    return {k: v for k, _, v in (line.partition("=") for line in _lines(path / "uevent"))}
-
-
-def _attr(path: Path, *names: str) -> str:
-    """The first readable sysfs attribute among `names`, whitespace trimmed; "" if none."""
-    for name in names:
-        try:
-            return (path / name).read_text(errors="replace").strip()
-        except OSError:
-            continue
-    return ""
-
-
 def _device_attr(path: Path, name: str, nvme: bool) -> str:
     """An attribute of the disk's device; an NVMe namespace's controller is its parent."""
     return _attr(path, f"device/{name}", name, *([f"../{name}"] if nvme else []))
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _children(path: Path) -> list[Path]:
-    return [path / name for name in _listdir(path)]
-
-
-def _unescape(text: str) -> str:
-    r"""Undo the kernel's octal escapes in /proc files (\040 is a space)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -16,12 +16,18 @@ why, so `facts` and the step can show the reason.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
+
+from cockpit_agent.facts.sysfs import attr as _attr
+from cockpit_agent.facts.sysfs import children as _children
+from cockpit_agent.facts.sysfs import lines as _lines
+from cockpit_agent.facts.sysfs import listdir as _listdir
+from cockpit_agent.facts.sysfs import uevent as _uevent
+from cockpit_agent.facts.sysfs import unescape as _unescape
 
 SECTOR_BYTES = 512  # sysfs `size` and `start` count 512-byte sectors whatever the block size
 GROWABLE_FILESYSTEMS = ("ext2", "ext3", "ext4", "xfs", "btrfs")
@@ -236,43 +242,3 @@ def _rdev(source: str) -> str:
     except OSError:
         return ""
     return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" if stat.S_ISBLK(st.st_mode) else ""
-
-
-# --- small readers -------------------------------------------------------------------------
-
-
-def _attr(path: Path, name: str) -> str:
-    """A sysfs attribute, whitespace trimmed; "" if it cannot be read."""
-    try:
-        return (path / name).read_text(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _uevent(path: Path) -> dict[str, str]:
-    """The KEY=value pairs of a sysfs `uevent` file."""
-    pairs = (line.partition("=") for line in _lines(path / "uevent"))
-    return {key: value for key, _, value in pairs}
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _children(path: Path) -> list[Path]:
-    return [path / name for name in _listdir(path)]
-
-
-def _unescape(text: str) -> str:
-    r"""Undo the kernel's octal escapes in /proc files (\040 is a space)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
