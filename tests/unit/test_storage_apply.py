@@ -15,7 +15,7 @@ import pytest
 
 from cockpit_agent.config import EC2_INSTANCE_STORE_MODEL
 from cockpit_agent.engine import Engine
-from cockpit_agent.errors import UnsafeDevice
+from cockpit_agent.errors import CommandFailed, UnsafeDevice
 from cockpit_agent.host.run import Result
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
@@ -267,6 +267,43 @@ def test_mount_makes_the_directory_then_mounts_from_fstab(world: World) -> None:
     step.apply(Mount(MP, "/dev/md/cockpit-data"), ctx)
     assert world.files.path(MP).is_dir()
     assert world.runner.calls == [("mount", MP)]
+
+
+def test_mount_is_skipped_when_systemd_mounted_it_first(world: World) -> None:
+    world.mounted()
+    step, ctx = world.step(), world.ctx()
+    step.host = host(world)
+    step.apply(Mount(MP, "/dev/md/cockpit-data"), ctx)
+    assert world.runner.calls == []
+
+
+@dataclass
+class RacingRunner(FakeRunner):
+    """`mount` fails because systemd mounted the filesystem a moment before."""
+
+    mountinfo: Path = Path("/nonexistent")
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:
+        if argv[0] == "mount":
+            self.mountinfo.write_text(f"209 27 9:127 / {argv[1]} rw - xfs /dev/md127 rw\n")
+        return super().run(argv, **kwargs)
+
+
+def test_mount_losing_the_race_with_systemd_is_fine(world: World) -> None:
+    world.runner = RacingRunner(mountinfo=world.proc / "self" / "mountinfo")
+    world.runner.expect("mount", MP, rc=32, stderr="already mounted")
+    step, ctx = world.step(), world.ctx()
+    step.host = host(world)
+    step.apply(Mount(MP, "/dev/md/cockpit-data"), ctx)
+    assert world.runner.calls == [("mount", MP)]
+
+
+def test_mount_failure_is_an_error(world: World) -> None:
+    world.runner.expect("mount", MP, rc=32, stderr="wrong fs type")
+    step, ctx = world.step(), world.ctx()
+    step.host = host(world)
+    with pytest.raises(CommandFailed, match="wrong fs type"):
+        step.apply(Mount(MP, "/dev/md/cockpit-data"), ctx)
 
 
 def test_mount_point_mode_and_selinux_label(world: World) -> None:

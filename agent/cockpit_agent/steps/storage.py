@@ -22,7 +22,7 @@ from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import Runner
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.steps.storage_actions import StorageAction, level_name
-from cockpit_agent.steps.storage_apply import BLKID_NOTHING, HostPaths, apply_action
+from cockpit_agent.steps.storage_apply import BLKID_NOTHING, HostPaths, apply_action, read_mount
 from cockpit_agent.steps.storage_observed import (
     FsProbe,
     Known,
@@ -73,21 +73,6 @@ def probe_filesystem(runner: Runner, device: str) -> FsProbe:
     result = runner.run(["blkid", "-p", "-o", "export", device], ok=(0, BLKID_NOTHING))
     found = parse_export(result.stdout) if result.rc == 0 else {}
     return FsProbe(found.get("TYPE", ""), found.get("UUID", ""), found.get("USAGE", ""))
-
-
-def read_mount(proc: Path, mount_point: str) -> tuple[str, str] | None:
-    """(major:minor, source) of what is mounted at `mount_point` now, from mountinfo."""
-    try:
-        lines = (proc / "self" / "mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    found = None
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) >= 5 and len(tail) >= 2 and fstab.unescape(fields[4]) == mount_point:
-            found = (fields[2], fstab.unescape(tail[1]))  # the last mount on top wins
-    return found
 
 
 def await_boot_mount(

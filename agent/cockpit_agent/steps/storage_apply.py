@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cockpit_agent.engine import Ctx
-from cockpit_agent.errors import UnsafeDevice
+from cockpit_agent.errors import CommandFailed, UnsafeDevice
 from cockpit_agent.facts.disks import classify, listed, read_disks
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.state import now
@@ -184,7 +184,28 @@ def _mount(action: Mount, ctx: Ctx, host: HostPaths) -> None:
         # The fstab mount unit is bound to the filesystem's by-uuid device unit: mounted
         # before udev has seen the new filesystem, systemd would unmount it straight away.
         ctx.runner.run(["udevadm", "settle", "--timeout=60"], ok=(0, 1), timeout=90)
-    ctx.runner.run(action.argv(), timeout=120)
+    if read_mount(host.proc, action.mount_point) is not None:
+        return  # systemd's own job for the fstab line got there first (after a reload)
+    try:
+        ctx.runner.run(action.argv(), timeout=120)
+    except CommandFailed:
+        if read_mount(host.proc, action.mount_point) is None:
+            raise  # not a race with systemd: a real failure
+
+
+def read_mount(proc: Path, mount_point: str) -> tuple[str, str] | None:
+    """(major:minor, source) of what is mounted at `mount_point` now, from mountinfo."""
+    try:
+        lines = (proc / "self" / "mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) >= 5 and len(tail) >= 2 and fstab.unescape(fields[4]) == mount_point:
+            found = (fields[2], fstab.unescape(tail[1]))  # the last mount on top wins
+    return found
 
 
 def _set_mode(action: SetMountPointMode, ctx: Ctx, host: HostPaths) -> None:
