@@ -57,6 +57,9 @@ def test_first_boot_installs_and_enables_the_stack(lab: Lab) -> None:
     assert installed.count(" installed") == 5, installed
     assert lab.ssh("cat /etc/cockpit/disallowed-users").stdout.split() == ["root"]
     assert "qemu:///system" in lab.ssh("virsh -c qemu:///system uri").stdout
+    # No idle exit: an idle libvirtd would read as "not active" on the Machines page.
+    argv = lab.ssh("tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value libvirtd)/cmdline")
+    assert argv.stdout.startswith("/usr/sbin/libvirtd") and "--timeout" not in argv.stdout
 
 
 def test_cockpit_login_page_answers_through_the_forward(lab: Lab) -> None:

@@ -19,6 +19,8 @@ from cockpit_agent.steps.virt import (
     COCKPIT_CONF,
     DISALLOWED_USERS,
     LIBVIRT_DBUS,
+    LIBVIRTD_DROPIN,
+    LIBVIRTD_STAY_UP,
     MACHINES_MANIFEST,
     SOCKET_DROPIN,
     UNITS,
@@ -100,6 +102,8 @@ class World:
     def converge_files(self) -> None:
         self.file(DISALLOWED_USERS, "root\n")
         self.file(COCKPIT_CONF, "[WebService]\nLoginTo = false\n")
+        if self.family == "debian":
+            self.file(LIBVIRTD_DROPIN, LIBVIRTD_STAY_UP)
 
 
 def plan(world: World) -> list[Any]:
@@ -119,6 +123,10 @@ def test_fresh_debian_host_installs_enables_and_hardens(tmp_path: Path) -> None:
     assert writes[DISALLOWED_USERS].content == "root\n"
     assert "LoginTo = false" in writes[COCKPIT_CONF].content
     assert SOCKET_DROPIN not in writes  # port 9090 needs no drop-in
+    assert "Environment=LIBVIRTD_ARGS=\n" in writes[LIBVIRTD_DROPIN].content  # no --timeout
+    restarts = [a for a in actions if isinstance(a, RestartUnit)]
+    assert restarts == [RestartUnit("libvirtd.service")]
+    assert actions.index(writes[LIBVIRTD_DROPIN]) > actions.index(EnableUnit("libvirtd.service"))
 
 
 def test_partly_installed_installs_only_what_is_missing(tmp_path: Path) -> None:
@@ -163,6 +171,7 @@ def test_rhel_family_uses_modular_libvirt_daemons(tmp_path: Path) -> None:
     assert actions[0] == InstallPackages(tuple(DEFAULT_PACKAGES["rhel"][1:]))
     assert EnableUnit("virtqemud.socket") in actions
     assert EnableUnit("libvirtd.service") not in actions
+    assert LIBVIRTD_DROPIN not in {a.path for a in actions if isinstance(a, WriteFile)}
 
 
 def test_amazon_linux_fails_with_the_reason(tmp_path: Path) -> None:

@@ -33,6 +33,15 @@ ARCH_PACKAGE = {"aarch64": {"qemu-system-x86": "qemu-system-arm"}}
 COCKPIT_CONF = "/etc/cockpit/cockpit.conf"
 DISALLOWED_USERS = "/etc/cockpit/disallowed-users"
 SOCKET_DROPIN = "/etc/systemd/system/cockpit.socket.d/50-cockpit-agent.conf"
+# Debian runs libvirtd with --timeout 120: idle, it exits and waits on its sockets, and
+# Cockpit's Machines page then says the virtualisation service is not active (ADR 0009).
+LIBVIRTD_DROPIN = "/etc/systemd/system/libvirtd.service.d/50-cockpit-agent.conf"
+LIBVIRTD_STAY_UP = (
+    "# Written by cockpit-agent: keep libvirtd running (no idle exit), since Cockpit's\n"
+    "# Machines page takes an idle, socket-activated libvirtd for a stopped one.\n"
+    "[Service]\n"
+    "Environment=LIBVIRTD_ARGS=\n"
+)
 CERT = "/etc/cockpit/ws-certs.d/50-cockpit-agent.cert"
 KEY = "/etc/cockpit/ws-certs.d/50-cockpit-agent.key"
 MACHINES_MANIFEST = "/usr/share/cockpit/machines/manifest.json"
@@ -191,7 +200,7 @@ class VirtStep:
             )
         missing = tuple(pm.missing(wanted))
         units = self._units(ctx, UNITS.get(family, UNITS["debian"]))
-        owned = [COCKPIT_CONF, DISALLOWED_USERS, SOCKET_DROPIN, CERT, KEY]
+        owned = [COCKPIT_CONF, DISALLOWED_USERS, SOCKET_DROPIN, LIBVIRTD_DROPIN, CERT, KEY]
         files = {p: ctx.files.read(p) for p in owned}
         firewall, is_open = self._firewall(ctx)
         return VirtObserved(
@@ -296,12 +305,17 @@ class VirtStep:
         address = observed.bridge_address if cfg.listen_on_bridge_only else None
         if cfg.port != DEFAULT_PORT or address:
             desired.append((SOCKET_DROPIN, socket_dropin(cfg.port, address), 0o644, "listen"))
+        if "libvirtd.service" in observed.units:
+            desired.append((LIBVIRTD_DROPIN, LIBVIRTD_STAY_UP, 0o644, "no idle exit"))
         actions: list[VirtAction] = []
         for path, content, mode, why in desired:
             if content is not None and observed.files.get(path) != content:
                 actions.append(WriteFile(path, content, mode, why))
-        if any(isinstance(a, WriteFile) and a.path == SOCKET_DROPIN for a in actions):
+        written = {a.path for a in actions if isinstance(a, WriteFile)}
+        if SOCKET_DROPIN in written:
             actions.append(RestartUnit("cockpit.socket"))
+        if LIBVIRTD_DROPIN in written:
+            actions.append(RestartUnit("libvirtd.service"))  # running VMs are not touched
         return actions
 
     def _certificate(self, ctx: Ctx) -> list[tuple[str, str | None, int, str]]:
