@@ -57,7 +57,7 @@ def test_first_boot_installs_and_enables_the_stack(lab: Lab) -> None:
     assert installed.count(" installed") == 5, installed
     assert lab.ssh("cat /etc/cockpit/disallowed-users").stdout.split() == ["root"]
     assert "qemu:///system" in lab.ssh("virsh -c qemu:///system uri").stdout
-    # No idle exit: an idle libvirtd would read as "not active" on the Machines page.
+    # No idle exit (ADR 0009): an idle libvirtd would read as a stopped one.
     argv = lab.ssh("tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value libvirtd)/cmdline")
     assert argv.stdout.startswith("/usr/sbin/libvirtd") and "--timeout" not in argv.stdout
 

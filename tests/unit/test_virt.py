@@ -27,6 +27,7 @@ from cockpit_agent.steps.virt import (
     EnableUnit,
     InstallPackages,
     OpenFirewall,
+    ReloadBus,
     RestartUnit,
     VirtStep,
     WriteFile,
@@ -118,6 +119,7 @@ def test_fresh_debian_host_installs_enables_and_hardens(tmp_path: Path) -> None:
     actions = plan(w)
     assert actions[0] == InstallPackages(tuple(DEFAULT_PACKAGES["debian"]))
     assert "qemu-system-x86" in actions[0].names and "libvirt-dbus" in actions[0].names
+    assert actions[1] == ReloadBus()  # before anything starts a service of the new packages
     assert EnableUnit("cockpit.socket") in actions and EnableUnit("libvirtd.service") in actions
     writes = {a.path: a for a in actions if isinstance(a, WriteFile)}
     assert writes[DISALLOWED_USERS].content == "root\n"
@@ -230,6 +232,13 @@ def test_apply_installs_non_interactively(tmp_path: Path) -> None:
     w.runner.expect(*argv)
     VirtStep().apply(InstallPackages(names), w.ctx)
     assert w.runner.calls == [argv]
+
+
+def test_apply_reloads_the_system_bus(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.runner.expect("systemctl", "reload", "dbus.service")
+    VirtStep().apply(ReloadBus(), w.ctx)
+    assert w.runner.calls == [("systemctl", "reload", "dbus.service")]
 
 
 def test_apply_refreshes_empty_package_lists_once(tmp_path: Path) -> None:

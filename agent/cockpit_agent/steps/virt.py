@@ -33,12 +33,12 @@ ARCH_PACKAGE = {"aarch64": {"qemu-system-x86": "qemu-system-arm"}}
 COCKPIT_CONF = "/etc/cockpit/cockpit.conf"
 DISALLOWED_USERS = "/etc/cockpit/disallowed-users"
 SOCKET_DROPIN = "/etc/systemd/system/cockpit.socket.d/50-cockpit-agent.conf"
-# Debian runs libvirtd with --timeout 120: idle, it exits and waits on its sockets, and
-# Cockpit's Machines page then says the virtualisation service is not active (ADR 0009).
+# Debian runs libvirtd with --timeout 120: idle, it exits and waits on its sockets, and its
+# unit reads as inactive to plan and check alike (ADR 0009).
 LIBVIRTD_DROPIN = "/etc/systemd/system/libvirtd.service.d/50-cockpit-agent.conf"
 LIBVIRTD_STAY_UP = (
-    "# Written by cockpit-agent: keep libvirtd running (no idle exit), since Cockpit's\n"
-    "# Machines page takes an idle, socket-activated libvirtd for a stopped one.\n"
+    "# Written by cockpit-agent: keep libvirtd running (no idle exit), so that its unit's\n"
+    "# state says whether libvirt is up (docs/adr/0009-libvirtd-without-idle-exit.md).\n"
     "[Service]\n"
     "Environment=LIBVIRTD_ARGS=\n"
 )
@@ -140,7 +140,22 @@ class OpenFirewall:
         return f"open port {self.port}/tcp in {self.tool}"
 
 
-VirtAction = InstallPackages | EnableUnit | WriteFile | RestartUnit | OpenFirewall
+@dataclass(frozen=True)
+class ReloadBus:
+    """Have the system bus reread its configuration after an install.
+
+    Packages such as libvirt-dbus ship a bus policy for a system user that their postinst
+    creates after the policy file is unpacked; the bus, which read the file as soon as it
+    appeared, never learns the user, and the service is refused its bus name until the next
+    reload or boot (Cockpit's Machines page then says libvirt is not active).
+    """
+
+    def describe(self) -> str:
+        """One line."""
+        return "reload the system bus configuration (policies of the new packages)"
+
+
+VirtAction = InstallPackages | ReloadBus | EnableUnit | WriteFile | RestartUnit | OpenFirewall
 
 
 def https_get(url: str, timeout: float) -> tuple[int, str]:
@@ -281,7 +296,7 @@ class VirtStep:
             raise AgentError(observed.problem)
         actions: list[VirtAction] = []
         if observed.missing:
-            actions.append(InstallPackages(observed.missing))
+            actions += [InstallPackages(observed.missing), ReloadBus()]
         for unit, state in observed.units.items():
             if observed.missing or not state.ok:
                 actions.append(EnableUnit(unit))
@@ -350,6 +365,8 @@ class VirtStep:
                     ctx.log.info(text, step=self.name)
 
                 pm.install(names, progress)
+            case ReloadBus():
+                ctx.runner.run(["systemctl", "reload", "dbus.service"], timeout=120)
             case EnableUnit(unit):
                 ctx.runner.run(["systemctl", "enable", "--now", unit], timeout=300)
             case WriteFile(path, content, mode, _):
