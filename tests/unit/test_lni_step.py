@@ -108,13 +108,14 @@ class FakeNetlink:
     address_after_wait: tuple[tuple[str, int], ...] = (("192.168.50.20", 24),)
     netns: str | None = "fake"  # not None: verify skips the host's sshd check
     calls: list[tuple[Any, ...]] = field(default_factory=list)
+    bridge_state: LinkState | None = None  # what snapshot() says of br-lni
 
     def read_links(self) -> list[Link]:
         return self.links
 
     def snapshot(self, name: str) -> LinkState | None:
         if name == "br-lni":
-            return None
+            return self.bridge_state
         return LinkState(name, True, None, (("192.168.50.20", 24),), ())
 
     def restore(self, state: LinkState) -> None:
@@ -334,6 +335,24 @@ def test_networkd_apply_writes_reloads_and_waits(world: World) -> None:
         assert Files(world.tmp_path).read(path) == content
     assert world.runner.calls == [("networkctl", "reload"), ("networkctl", "reconfigure", "ens6")]
     assert world.live.calls == [("wait_for_ipv4", "br-lni", 5.0)]
+
+
+def test_networkd_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None:
+    for path, content in networkd_files().items():
+        world.write(path, content)
+    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(addresses=())]
+    world.live.bridge_state = LinkState("br-lni", False, None, (), ())
+    world.runner.expect("networkctl", "reload")
+    world.runner.expect("networkctl", "reconfigure", "ens6", "br-lni")
+    step, ctx = world.step(), world.ctx(world.live.links)
+    actions = step.plan(step.observe(ctx), ctx)
+    assert names(actions) == ["ApplyNetworkConfig", "AwaitBridgeAddress"]
+    for action in actions:
+        step.apply(action, ctx)
+    assert world.runner.calls == [
+        ("networkctl", "reload"),
+        ("networkctl", "reconfigure", "ens6", "br-lni"),
+    ]
 
 
 def test_no_address_in_time_restores_files_and_links(world: World) -> None:

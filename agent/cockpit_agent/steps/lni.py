@@ -402,7 +402,14 @@ class LniStep:
             lni_apply.write_files(ctx, action.files)
         elif isinstance(action, ApplyNetworkConfig):
             paths = [str(ctx.files.path(p)) for p in txn.files]
-            lni_apply.apply_manager(ctx, action.manager, action.bridge, action.port, paths)
+            lni_apply.apply_manager(
+                ctx,
+                action.manager,
+                action.bridge,
+                action.port,
+                paths,
+                bridge_exists=txn.bridge_before is not None,
+            )
         elif isinstance(action, CreateBridge):
             live.create_bridge(action.bridge, action.mac)
         elif isinstance(action, SetBridgeMac):

@@ -79,13 +79,25 @@ def write_files(ctx: Ctx, files: Sequence[RenderedFile]) -> None:
         ctx.files.write(f.path, f.content, f.mode)
 
 
-def apply_manager(ctx: Ctx, manager: Manager, bridge: str, port: str, files: Sequence[str]) -> None:
-    """Have the manager pick up the files and move the LNI into the bridge."""
+def apply_manager(
+    ctx: Ctx,
+    manager: Manager,
+    bridge: str,
+    port: str,
+    files: Sequence[str],
+    *,
+    bridge_exists: bool = False,
+) -> None:
+    """Have the manager pick up the files and move the LNI into the bridge.
+
+    `bridge_exists`: the bridge is there already (perhaps set down by hand); networkd then
+    reconfigures it as well, which brings it up again.
+    """
     run = ctx.runner.run
     if manager == "networkd":
         run(["networkctl", "reload"])
         # reconfigure drops the LNI's old configuration (its DHCP address) at once.
-        run(["networkctl", "reconfigure", port])
+        run(["networkctl", "reconfigure", port, *([bridge] if bridge_exists else [])])
     elif manager == "NetworkManager":
         for path in files:
             run(["nmcli", "connection", "load", path])
