@@ -3,7 +3,7 @@
 The bare image has the packages only in its apt cache (as an AMI whose bake kept them), so the
 agent's install works without a mirror. A headless Chromium logs in to Cockpit through the
 management forward and opens the Machines page's networks, which list the LNI's network; the
-screenshot is kept in the run directory.
+screenshot is kept next to the run directory (runs/<run>-cockpit-machines-networks.png).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def test_browser_logs_in_and_sees_the_lni_network(lab: Lab) -> None:
         f"echo '{USER}:{PASSWORD}' | chpasswd"
     )
     base = f"https://127.0.0.1:{lab.ports.mgmt_cockpit}"
-    shot = lab.run_dir / "cockpit-machines-networks.png"
+    # Next to the run directory, which is deleted when the module passes: the evidence stays.
+    shot = lab.run_dir.parent / f"{lab.run_dir.name}-cockpit-machines-networks.png"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),

@@ -1,0 +1,55 @@
+"""Reading the guest from e2e tests: commands, state.json, md arrays, links."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cockpit_lab.vm import Lab
+
+MP = "/var/lib/libvirt/images"
+ARRAY = "/dev/md/cockpit-data"
+
+
+def sh(lab: Lab, cmd: str) -> str:
+    return lab.ssh(cmd).stdout
+
+
+def state(lab: Lab) -> dict[str, Any]:
+    return json.loads(sh(lab, "cat /var/lib/cockpit-agent/state.json"))  # type: ignore[no-any-return]
+
+
+def step_record(lab: Lab, name: str, saved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Step `name`'s record in the last run."""
+    [record] = [s for s in (saved or state(lab))["runs"][-1]["steps"] if s["name"] == name]
+    return record  # type: ignore[no-any-return]
+
+
+def export(lab: Lab, cmd: str) -> dict[str, str]:
+    """KEY=value lines of a command's output (mdadm --export, blkid -o export)."""
+    pairs = (line.partition("=") for line in sh(lab, cmd).splitlines() if "=" in line)
+    return {k: v for k, _, v in pairs}
+
+
+def by_serial(lab: Lab) -> dict[str, str]:
+    """Guest device path of each drive, by its serial (lab-nvme-N, lab-root)."""
+    found = json.loads(sh(lab, "lsblk -J -d -o NAME,SERIAL"))["blockdevices"]
+    return {d["serial"]: f"/dev/{d['name']}" for d in found if d.get("serial")}
+
+
+def members(lab: Lab) -> set[str]:
+    detail = export(lab, f"mdadm --detail --export {ARRAY}")
+    return {v for k, v in detail.items() if k.startswith("MD_DEVICE_") and k.endswith("_DEV")}
+
+
+def fs_uuid(lab: Lab, device: str = ARRAY) -> str:
+    return sh(lab, f"blkid -p -s UUID -o value {device}").strip()
+
+
+def links(lab: Lab) -> dict[str, dict[str, Any]]:
+    """`ip -j -d addr` in the guest, by link name."""
+    return {link["ifname"]: link for link in json.loads(sh(lab, "ip -j -d addr show"))}
+
+
+def ipv4(link: dict[str, Any]) -> list[str]:
+    return [a["local"] for a in link["addr_info"] if a["family"] == "inet"]
