@@ -1,0 +1,184 @@
+"""`make bench-lab`: figures that only the QEMU lab (root, TCG) can give. Prints Markdown
+tables for docs/benchmarks.md and exits 1 when a target is missed.
+
+storage: the storage step's time to a mounted array against the drives' size. The step must
+not wait for the RAID5 initial resync, so its time from start to a mounted
+filesystem should not grow with the drives. For 3 x 256 MiB and then 3 x 4 GiB drives: the
+first boot's run, then `rounds - 1` more first runs of the step from blank drives (array
+stopped, members wiped, its fstab/mdadm.conf lines and state removed). The figure per size is
+the median; the target is a difference under 20%.
+
+check: `cockpit-agent check` on a converged guest (the virt image, every step on) against
+`cloud-init status` in the same guest, interleaved; cloud-init is installed there with
+/etc/cloud/cloud-init.disabled present first, so it never acts. Target: a median at most 1x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
+
+from cockpit_lab.build import ensure_image
+from cockpit_lab.recipe import default_recipe
+from cockpit_lab.vm import Lab, LabSpec
+
+OTHERS_OFF = "\n[virt]\nenabled = false\n\n[lni]\nenabled = false\n"
+MP = "/var/lib/libvirt/images"
+ARRAY = "/dev/md/cockpit-data"
+
+# Back to blank drives and no trace of the array, as at first boot; then the step alone.
+REBUILD = f"""
+set -e
+umount {MP}
+mdadm --stop {ARRAY}
+for member in $MEMBERS; do wipefs -a -q $member; done
+sed -i '/^# cockpit-agent storage:/,+1d' /etc/fstab /etc/mdadm/mdadm.conf
+rm -f /etc/udev/rules.d/69-cockpit-agent-md-stripe-cache.rules /var/lib/cockpit-agent/state.json
+systemctl daemon-reload
+udevadm settle
+cockpit-agent --log-format json reconcile --only storage
+"""
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def storage_record(lab: Lab) -> dict[str, Any]:
+    state = json.loads(lab.ssh("cat /var/lib/cockpit-agent/state.json").stdout)
+    [record] = [s for s in state["runs"][-1]["steps"] if s["name"] == "storage"]
+    return record  # type: ignore[no-any-return]
+
+
+def to_mounted(lab: Lab, log: str) -> tuple[float, str]:
+    """Seconds from the step's start (state.json) to the end of its Mount action (the agent's
+    JSON log events), and the phases that make them up."""
+    record = storage_record(lab)
+    if record["status"] != "changed":
+        raise RuntimeError(f"the storage step did not build an array: {record}")
+    started = at(record["started_at"])
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    steps = [e for e in events if e.get("step") == "storage" and at(e["timestamp"]) >= started]
+    times = [started] + [at(e["timestamp"]) for e in steps]
+    names = ["observe, plan"] + [e.get("action", e["event"]) for e in steps]
+    spans = [(names[i], (times[i + 1] - times[i]).total_seconds()) for i in range(len(steps))]
+    end = next(i for i, (name, _) in enumerate(spans) if name == "Mount")
+    spans = spans[: end + 1]
+    return sum(s for _, s in spans), ", ".join(f"{n} {s:.2f}" for n, s in spans)
+
+
+def members(lab: Lab) -> str:
+    out = lab.ssh(f"mdadm --detail --export {ARRAY}").stdout
+    pairs = (line.partition("=") for line in out.splitlines())
+    return " ".join(
+        sorted(v for k, _, v in pairs if k.startswith("MD_DEVICE_") and k.endswith("_DEV"))
+    )
+
+
+def measure(size: str, rounds: int, image: Path, work: Path) -> tuple[list[float], bool]:
+    """Samples for one drive size, and whether the array was still resyncing after the first."""
+    (work / size).mkdir()
+    lab = Lab(work / size, image, LabSpec(nvme_count=3, nvme_size=size, extra_config=OTHERS_OFF))
+    try:
+        lab.boot()
+        lab.wait_agent()
+        first = lab.ssh("journalctl -b -o cat -u cockpit-agent.service").stdout
+        seconds, phases = to_mounted(lab, first)
+        syncing = any(w in lab.ssh("cat /proc/mdstat").stdout for w in ("resync", "recovery"))
+        print(f"{size} first boot: {seconds:.2f} s ({phases}); resyncing after: {syncing}")
+        samples = [seconds]
+        for n in range(2, rounds + 1):
+            proc = lab.ssh(f"MEMBERS='{members(lab)}'\n" + REBUILD, timeout=600)
+            seconds, phases = to_mounted(lab, proc.stderr)
+            print(f"{size} run {n}: {seconds:.2f} s ({phases})")
+            samples.append(seconds)
+        return samples, syncing
+    finally:
+        lab.close()
+
+
+def bench_storage(rounds: int, work: Path) -> bool:
+    image = ensure_image(default_recipe("base"))
+    results = {size: measure(size, rounds, image, work) for size in ("256M", "4G")}
+    small, big = (statistics.median(results[s][0]) for s in ("256M", "4G"))
+    diff = abs(big - small) / small
+    print("\n| drives | samples (s) | median | still resyncing when mounted |")
+    print("|---|---|---|---|")
+    for size, (samples, syncing) in results.items():
+        figures = ", ".join(f"{s:.2f}" for s in samples)
+        median = statistics.median(samples)
+        print(f"| 3 x {size} | {figures} | {median:.2f} s | {'yes' if syncing else 'no'} |")
+    print(f"\nDifference {diff:.0%} (target < 20%).")
+    return diff < 0.2
+
+
+# Runs in the guest: both commands interleaved, wall seconds of each run as JSON.
+TIMER = """
+import json, subprocess, sys, time
+rounds = int(sys.argv[1])
+argvs = {"check": ["cockpit-agent", "check"], "cloud-init": ["cloud-init", "status"]}
+times = {name: [] for name in argvs}
+for _ in range(rounds):
+    for name, argv in argvs.items():
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - started)
+print(json.dumps(times))
+"""
+
+
+def bench_check(rounds: int, work: Path) -> bool:
+    image = ensure_image(default_recipe("virt"))
+    (work / "check").mkdir()
+    lab = Lab(work / "check", image, LabSpec())
+    try:
+        lab.boot()
+        lab.wait_agent(timeout=1200)
+        lab.ssh(
+            "mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled && "
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q cloud-init",
+            timeout=1800,
+        )
+        check = lab.ssh("cockpit-agent check", check=False).stdout.splitlines()[0]
+        print(f"check on the converged guest: {check}")
+        proc = lab.ssh(f"python3 - {rounds} <<'EOF'\n{TIMER}\nEOF", timeout=3600)
+        times: dict[str, list[float]] = json.loads(proc.stdout)
+    finally:
+        lab.close()
+    ours, theirs = statistics.median(times["check"]), statistics.median(times["cloud-init"])
+    print(f"\n| command (in the TCG guest, {rounds} rounds) | median wall |\n|---|---|")
+    print(f"| `cockpit-agent check` | {ours:.2f} s |\n| `cloud-init status` | {theirs:.2f} s |")
+    print(f"\nRatio {ours / theirs:.2f} (target <= 1).")
+    return ours <= theirs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", nargs="*", choices=["storage", "check"], default=[])
+    parser.add_argument("--rounds", type=int, default=3, help="storage samples per size")
+    parser.add_argument("--check-rounds", type=int, default=10)
+    args = parser.parse_args()
+    which = args.which or ["storage", "check"]
+    work = Path(tempfile.mkdtemp(prefix="bench-lab-"))
+    ok = True
+    try:
+        if "storage" in which:
+            ok &= bench_storage(args.rounds, work)
+        if "check" in which:
+            ok &= bench_check(args.check_rounds, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
