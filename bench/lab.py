@@ -163,11 +163,13 @@ def bench_check(rounds: int, work: Path) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", choices=["storage", "check"], default=[])
+    parser.add_argument("which", nargs="*", help="storage, check (default: both)")
     parser.add_argument("--rounds", type=int, default=3, help="storage samples per size")
     parser.add_argument("--check-rounds", type=int, default=10)
     args = parser.parse_args()
     which = args.which or ["storage", "check"]
+    if unknown := set(which) - {"storage", "check"}:
+        parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
     work = Path(tempfile.mkdtemp(prefix="bench-lab-"))
     ok = True
     try:
