@@ -39,6 +39,7 @@ ARRAY = "/dev/md/cockpit-data"
 REBUILD = f"""
 set -e
 umount {MP}
+wipefs -a -q {ARRAY}  # else a new array over the same members shows the old filesystem
 mdadm --stop {ARRAY}
 for member in $MEMBERS; do wipefs -a -q $member; done
 sed -i '/^# cockpit-agent storage:/,+1d' /etc/fstab /etc/mdadm/mdadm.conf
