@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pyudev
-from pydantic import BaseModel, ConfigDict
 
 from cockpit_agent.config import StorageConfig
 from cockpit_agent.errors import AgentError
+from cockpit_agent.facts.model import Frozen
 from cockpit_agent.facts.sysfs import attr as _attr
 from cockpit_agent.facts.sysfs import children as _children
 from cockpit_agent.facts.sysfs import lines as _lines
@@ -38,18 +38,14 @@ BLKID_AMBIVALENT = 8  # blkid -p: more than one signature, none chosen
 REAL_SYSFS = Path("/sys")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Reason(_Frozen):
+class Reason(Frozen):
     """Why a disk may not be used: a stable machine `code` and a `detail` for people."""
 
     code: str
     detail: str
 
 
-class RawDisk(_Frozen):
+class RawDisk(Frozen):
     """What the host says about one whole disk, before any decision is made."""
 
     name: str
@@ -74,7 +70,7 @@ class RawDisk(_Frozen):
     probe_error: str | None = None
 
 
-class Disk(_Frozen):
+class Disk(Frozen):
     """A classified disk: what it is, and whether the storage step may use it (and why not)."""
 
     name: str

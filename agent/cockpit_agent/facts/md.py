@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.disks import MD_MEMBER, Disk
+from cockpit_agent.facts.model import Frozen
 from cockpit_agent.host.run import Runner
 
 REAL_SYSFS = Path("/sys")
@@ -22,11 +21,7 @@ INACTIVE_STATES = ("", "inactive", "clear")
 PARITY_LEVELS = ("raid4", "raid5", "raid6")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MdMember(_Frozen):
+class MdMember(Frozen):
     """One component device of an array, as md sees it."""
 
     name: str  # kernel name of the component (nvme1n1)
@@ -45,7 +40,7 @@ class MdMember(_Frozen):
         return "in_sync" in self.state and not self.faulty
 
 
-class MdArray(_Frozen):
+class MdArray(Frozen):
     """One md array: identity (from mdadm), shape and health (from sysfs)."""
 
     device: str  # kernel name, md127
@@ -99,7 +94,7 @@ class MdArray(_Frozen):
         return f"{100 * int(done) / max(int(total), 1):.1f}%"
 
 
-class Superblock(_Frozen):
+class Superblock(Frozen):
     """The md superblock a disk carries (from its blkid probe)."""
 
     uuid: str

@@ -20,8 +20,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict
-
+from cockpit_agent.facts.model import Frozen
 from cockpit_agent.facts.sysfs import attr as _attr
 from cockpit_agent.facts.sysfs import children as _children
 from cockpit_agent.facts.sysfs import lines as _lines
@@ -36,11 +35,7 @@ REAL_SYSFS = Path("/sys")
 REAL_PROC = Path("/proc")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BlockDevice(_Frozen):
+class BlockDevice(Frozen):
     """One block device: its kernel name, its /dev node and its size when facts were read."""
 
     name: str
@@ -48,7 +43,7 @@ class BlockDevice(_Frozen):
     size_bytes: int
 
 
-class Partition(_Frozen):
+class Partition(Frozen):
     """A partition, its number and disk (from sysfs), and the partitions that come after it."""
 
     device: BlockDevice
@@ -63,7 +58,7 @@ class Partition(_Frozen):
         return not self.followed_by
 
 
-class LogicalVolume(_Frozen):
+class LogicalVolume(Frozen):
     """An LVM logical volume (a device-mapper device whose uuid starts with LVM-) and its PV."""
 
     device: BlockDevice
@@ -71,7 +66,7 @@ class LogicalVolume(_Frozen):
     pv: BlockDevice
 
 
-class RootChain(_Frozen):
+class RootChain(Frozen):
     """The filesystem at `mountpoint` and the devices under it, top to bottom."""
 
     mountpoint: str

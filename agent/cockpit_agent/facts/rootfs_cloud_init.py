@@ -13,8 +13,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from cockpit_agent.facts.model import Frozen
 from cockpit_agent.host.files import Files
 
 CLOUD_INIT = "/usr/bin/cloud-init"
@@ -30,10 +29,8 @@ FALSE_WORDS = frozenset({"off", "false", "no", "0"})
 TRUE_WORDS = frozenset({"true", "on", "yes", "1", "noblock"})
 
 
-class CloudInitGrowth(BaseModel):
+class CloudInitGrowth(Frozen):
     """Whether cloud-init's growpart (partition) and resizefs (filesystem) modules act at boot."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     growpart: bool
     resizefs: bool
