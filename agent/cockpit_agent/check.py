@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding, Step
 from cockpit_agent.errors import StateError
 from cockpit_agent.facts.gather import Facts
+from cockpit_agent.facts.md import MdArray
 from cockpit_agent.host.files import Files, atomic_write
 from cockpit_agent.host.run import Runner, SubprocessRunner
 from cockpit_agent.state import State, read_state
@@ -183,31 +184,21 @@ def prometheus_text(
 def _array_metrics(facts: Facts) -> list[str]:
     if not facts.arrays:
         return []
-    out = [
-        "# HELP cockpit_agent_array_degraded Missing members of each md array.",
-        "# TYPE cockpit_agent_array_degraded gauge",
+    out: list[str] = []
+    # (name, help, value, whether the array's state is a label too)
+    gauges: list[tuple[str, str, Callable[[MdArray], int], bool]] = [
+        ("degraded", "Missing members of each md array.", lambda a: a.degraded, False),
+        ("size_bytes", "Size of each md array.", lambda a: a.size_bytes, False),
+        ("active", "1 when the md array is running.", lambda a: int(a.active), True),
     ]
-    names = [_escape(a.short_name or a.device) for a in facts.arrays]
-    out += [
-        f'cockpit_agent_array_degraded{{array="{n}"}} {a.degraded}'
-        for n, a in zip(names, facts.arrays, strict=True)
-    ]
-    out += [
-        "# HELP cockpit_agent_array_size_bytes Size of each md array.",
-        "# TYPE cockpit_agent_array_size_bytes gauge",
-    ]
-    out += [
-        f'cockpit_agent_array_size_bytes{{array="{n}"}} {a.size_bytes}'
-        for n, a in zip(names, facts.arrays, strict=True)
-    ]
-    out += [
-        "# HELP cockpit_agent_array_active 1 when the md array is running.",
-        "# TYPE cockpit_agent_array_active gauge",
-    ]
-    out += [
-        f'cockpit_agent_array_active{{array="{n}",state="{_escape(a.state)}"}} {int(a.active)}'
-        for n, a in zip(names, facts.arrays, strict=True)
-    ]
+    for name, text, value, with_state in gauges:
+        metric = f"cockpit_agent_array_{name}"
+        out += [f"# HELP {metric} {text}", f"# TYPE {metric} gauge"]
+        for array in facts.arrays:
+            labels = f'array="{_escape(array.short_name or array.device)}"'
+            if with_state:
+                labels += f',state="{_escape(array.state)}"'
+            out.append(f"{metric}{{{labels}}} {value(array)}")
     return out
 
 

@@ -19,6 +19,7 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.imds import InstanceIdentity
+from cockpit_agent.facts.md import MdArray
 from cockpit_agent.state import RunRecord, State, StepRecord, now, read_state, save_state
 from tests.fakes import FakeRunner
 
@@ -156,6 +157,24 @@ def test_prometheus_textfile_parses(tmp_path: Path) -> None:
     assert families["cockpit_agent_last_run_success"].samples[0].value == 0
     statuses = {s.labels["status"]: s.value for s in families["cockpit_agent_step_status"].samples}
     assert statuses == {"converged": 0, "changed": 0, "failed": 1, "blocked": 0, "skipped": 0}
+
+
+def test_prometheus_array_gauges(tmp_path: Path) -> None:
+    array = MdArray(
+        device="md127", path="/dev/md127", dev="9:127", name="any:cockpit-data", uuid="u",
+        level="raid5", raid_disks=3, state="clean", degraded=1, sync_action="idle",
+        sync_completed="none", metadata="1.2", chunk_bytes=262144, stripe_cache_size=4096,
+        size_bytes=536870912, members=[],
+    )  # fmt: skip
+    with_array = facts().model_copy(update={"arrays": [array]})
+    text = prometheus_text([], None, with_array, 1_700_000_000.0)
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    assert [(s.labels, s.value) for s in families["cockpit_agent_array_degraded"]] == [
+        ({"array": "cockpit-data"}, 1)
+    ]
+    assert families["cockpit_agent_array_size_bytes"][0].value == 536870912
+    [active] = families["cockpit_agent_array_active"]
+    assert (active.labels, active.value) == ({"array": "cockpit-data", "state": "clean"}, 1)
 
 
 def test_same_findings_logged_at_most_once_an_hour(tmp_path: Path) -> None:
