@@ -8,7 +8,6 @@ screenshot is kept next to the run directory (runs/<run>-cockpit-machines-networ
 
 from __future__ import annotations
 
-import json
 import ssl
 import urllib.request
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from cockpit_lab.vm import Lab, LabSpec
+from tests.e2e.guest import state, step_record
 
 pytestmark = pytest.mark.e2e
 
@@ -34,17 +34,8 @@ def lab(lab_factory: Any) -> Lab:
     return lab
 
 
-def last_run(lab: Lab) -> dict[str, Any]:
-    state = json.loads(lab.ssh("cat /var/lib/cockpit-agent/state.json").stdout)
-    return state["runs"][-1]  # type: ignore[no-any-return]
-
-
-def steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in run["steps"]}
-
-
 def test_first_boot_installs_and_enables_the_stack(lab: Lab) -> None:
-    virt = steps(last_run(lab))["virt"]
+    virt = step_record(lab, "virt")
     assert virt["status"] == "changed", virt
     assert any(a.startswith("install packages: cockpit ") for a in virt["actions"]), virt
     for unit in ("cockpit.socket", "libvirtd.service"):
@@ -74,7 +65,7 @@ def test_cockpit_login_page_answers_through_the_forward(lab: Lab) -> None:
 
 
 def test_the_lni_network_is_active_and_autostarted(lab: Lab) -> None:
-    lni = steps(last_run(lab))["lni"]
+    lni = step_record(lab, "lni")
     assert lni["status"] == "changed", lni
     info = lab.ssh("virsh -c qemu:///system net-info lni").stdout
     assert "Active:         yes" in info and "Autostart:      yes" in info, info
@@ -137,7 +128,7 @@ def test_browser_logs_in_and_sees_the_lni_network(lab: Lab) -> None:
 def test_reboot_plans_nothing(lab: Lab) -> None:
     lab.reboot()
     lab.wait_agent(timeout=900)
-    run = last_run(lab)
+    run = state(lab)["runs"][-1]
     assert run["result"] == "converged", run
-    for name, step in steps(run).items():
-        assert step["actions"] == [] and step["planned"] == [], (name, step)
+    for step in run["steps"]:
+        assert step["actions"] == [] and step["planned"] == [], step
