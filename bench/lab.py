@@ -23,17 +23,16 @@ import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.e2e.guest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 
 from cockpit_lab.build import ensure_image
 from cockpit_lab.recipe import default_recipe
 from cockpit_lab.vm import Lab, LabSpec
+from tests.e2e.guest import ARRAY, MP, members, step_record
 
 OTHERS_OFF = "\n[virt]\nenabled = false\n\n[lni]\nenabled = false\n"
-MP = "/var/lib/libvirt/images"
-ARRAY = "/dev/md/cockpit-data"
 
 # Back to blank drives and no trace of the array, as at first boot; then the step alone.
 REBUILD = f"""
@@ -54,16 +53,10 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def storage_record(lab: Lab) -> dict[str, Any]:
-    state = json.loads(lab.ssh("cat /var/lib/cockpit-agent/state.json").stdout)
-    [record] = [s for s in state["runs"][-1]["steps"] if s["name"] == "storage"]
-    return record  # type: ignore[no-any-return]
-
-
 def to_mounted(lab: Lab, log: str) -> tuple[float, str]:
     """Seconds from the step's start (state.json) to the end of its Mount action (the agent's
     JSON log events), and the phases that make them up."""
-    record = storage_record(lab)
+    record = step_record(lab, "storage")
     if record["status"] != "changed":
         raise RuntimeError(f"the storage step did not build an array: {record}")
     started = at(record["started_at"])
@@ -75,14 +68,6 @@ def to_mounted(lab: Lab, log: str) -> tuple[float, str]:
     end = next(i for i, (name, _) in enumerate(spans) if name == "Mount")
     spans = spans[: end + 1]
     return sum(s for _, s in spans), ", ".join(f"{n} {s:.2f}" for n, s in spans)
-
-
-def members(lab: Lab) -> str:
-    out = lab.ssh(f"mdadm --detail --export {ARRAY}").stdout
-    pairs = (line.partition("=") for line in out.splitlines())
-    return " ".join(
-        sorted(v for k, _, v in pairs if k.startswith("MD_DEVICE_") and k.endswith("_DEV"))
-    )
 
 
 def measure(size: str, rounds: int, image: Path, work: Path) -> tuple[list[float], bool]:
@@ -98,7 +83,8 @@ def measure(size: str, rounds: int, image: Path, work: Path) -> tuple[list[float
         print(f"{size} first boot: {seconds:.2f} s ({phases}); resyncing after: {syncing}")
         samples = [seconds]
         for n in range(2, rounds + 1):
-            proc = lab.ssh(f"MEMBERS='{members(lab)}'\n" + REBUILD, timeout=600)
+            drives = " ".join(sorted(members(lab)))
+            proc = lab.ssh(f"MEMBERS='{drives}'\n" + REBUILD, timeout=600)
             seconds, phases = to_mounted(lab, proc.stderr)
             print(f"{size} run {n}: {seconds:.2f} s ({phases})")
             samples.append(seconds)
