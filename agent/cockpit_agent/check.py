@@ -67,13 +67,17 @@ def load_state(state_path: Path) -> tuple[State | None, list[Finding]]:
         return None, [Finding("warning", "state-unreadable", str(exc))]
 
 
-def drift_findings(step: Step[Any, Any], ctx: Ctx) -> list[Finding]:
-    """Drift is whatever reconcile would change now: a non-empty plan on the live host."""
-    actions = step.plan(step.observe(ctx), ctx)
+def step_findings(step: Step[Any, Any], ctx: Ctx) -> list[Finding]:
+    """One observation of the live host, judged twice: verify(), and drift — whatever
+    reconcile would change now, i.e. a non-empty plan."""
+    observed = step.observe(ctx)
+    findings = step.verify(ctx, observed)
+    actions = step.plan(observed, ctx)
     if not actions:
+        return findings
         return []
     described = "; ".join(a.describe() for a in actions)
-    return [Finding("warning", f"{step.name}-drift", f"reconcile would: {described}")]
+    return [*findings, Finding("warning", f"{step.name}-drift", f"reconcile would: {described}")]
 
 
 def run_check(
@@ -100,7 +104,7 @@ def run_check(
         if not step.enabled(config):
             continue
         try:
-            found = step.verify(ctx) + drift_findings(step, ctx)
+            found = step_findings(step, ctx)
         except Exception as exc:  # a check that cannot run is UNKNOWN
             found = [Finding("unknown", f"{step.name}-unverifiable", str(exc))]
         findings += [dataclasses.replace(f, step=f.step or step.name) for f in found]

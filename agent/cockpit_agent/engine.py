@@ -85,8 +85,12 @@ class Step(Protocol, Generic[ObsT, ActT]):
         """Carry out one action."""
         ...
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
-        """Check the result on the live host; critical findings fail the step."""
+    def verify(self, ctx: Ctx, observed: ObsT | None = None) -> list[Finding]:
+        """Check the result on the live host; critical findings fail the step.
+
+        `observed` is what observe() returned when nothing has been applied since (a converged
+        run, `check`): verify then judges it instead of reading the host a second time.
+        """
         ...
 
     def summarize(self, observed: ObsT) -> str:
@@ -187,7 +191,7 @@ class Engine:
                 step.apply(action, ctx)
                 record.actions.append(text)
             phase = "verify"
-            findings = step.verify(ctx)
+            findings = step.verify(ctx, None if actions else observed)
             record.findings = [f.record() for f in findings]
             critical = [f for f in findings if f.severity == "critical"]
             if critical:

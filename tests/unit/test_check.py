@@ -36,15 +36,19 @@ class FixedStep:
     def enabled(self, config: Config) -> bool:
         return True
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
+    observed: int = 0
+
+    def verify(self, ctx: Ctx, observed: int | None = None) -> list[Finding]:
         if self.crash:
             raise RuntimeError("mdadm vanished")
+        assert observed == self.observed, "verify judges the one observation of this check"
         return self.findings
 
-    def observe(self, ctx: Ctx) -> None:
-        return None
+    def observe(self, ctx: Ctx) -> int:
+        self.observed += 1
+        return self.observed
 
-    def plan(self, observed: None, ctx: Ctx) -> list[Any]:
+    def plan(self, observed: int, ctx: Ctx) -> list[Any]:
         return []
 
 

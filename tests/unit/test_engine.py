@@ -52,7 +52,8 @@ class WorldStep:
             raise self.fail_apply
         self.world.add(action.name)
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
+    def verify(self, ctx: Ctx, observed: set[str] | None = None) -> list[Finding]:
+        self.log.append(f"verify {self.name} {'re-reads' if observed is None else 'judges'}")
         missing = [n for n in self.want if n not in self.world]
         if self.fail_verify or missing:
             return [Finding("critical", "missing", f"missing {missing or 'by request'}")]
@@ -86,7 +87,14 @@ def test_steps_run_in_order_and_apply_their_plan(ctx: Ctx) -> None:
     a = WorldStep("a", ["x"], set(), log=log)
     b = WorldStep("b", ["y", "z"], {"y"}, log=log)
     run = Engine([a, b]).run(ctx)
-    assert log == ["observe a", "apply a x", "observe b", "apply b z"]
+    assert log == [
+        "observe a",
+        "apply a x",
+        "verify a re-reads",
+        "observe b",
+        "apply b z",
+        "verify b re-reads",
+    ]
     assert [s.status for s in run.steps] == ["changed", "changed"]
     assert run.steps[1].actions == ["touch z"]
     assert run.result == "changed"
@@ -96,9 +104,12 @@ def test_steps_run_in_order_and_apply_their_plan(ctx: Ctx) -> None:
 
 def test_second_run_is_converged_and_applies_nothing(ctx: Ctx) -> None:
     world: set[str] = set()
-    engine = Engine([WorldStep("a", ["x"], world)])
+    log: list[str] = []
+    engine = Engine([WorldStep("a", ["x"], world, log=log)])
     engine.run(ctx)
+    log.clear()
     again = engine.run(ctx)
+    assert log == ["observe a", "verify a judges"]  # nothing changed: no second read
     assert again.result == "converged"
     assert again.steps[0].actions == [] and again.steps[0].planned == []
 

@@ -581,6 +581,16 @@ def test_verify_converged_is_ok(world: World) -> None:
     assert [(f.severity, f.code) for f in findings] == [("ok", "lni-bridge")]
 
 
+def test_verify_judges_the_observation_without_reading_again(world: World) -> None:
+    step, ctx = world.step(), world.ctx(CONVERGED)
+    observed = step.observe(ctx)
+    world.live.links = []  # a second netlink read would find no bridge
+    calls = (len(world.runner.calls), len(world.live.calls))
+    findings = step.verify(ctx, observed)
+    assert [(f.severity, f.code) for f in findings] == [("ok", "lni-bridge")]
+    assert (len(world.runner.calls), len(world.live.calls)) == calls
+
+
 def test_verify_reports_what_is_wrong(world: World) -> None:
     world.live.links = [mgmt(), lni(), bridge(mac="aa:bb:cc:dd:ee:ff", addresses=())]
     findings = world.step().verify(world.ctx(CONVERGED))

@@ -348,6 +348,28 @@ def test_verify_converged(world: World) -> None:
     assert verify(world) == [("ok", "storage-array"), ("ok", "storage-mounted")]
 
 
+def test_verify_judges_the_observation_without_reading_again(world: World) -> None:
+    world.converged_array()
+    step, ctx = world.step(), world.ctx()
+    observed = step.observe(ctx)
+    world.runner.calls.clear()
+    findings = step.verify(ctx, observed)
+    assert [(f.severity, f.code) for f in findings] == [
+        ("ok", "storage-array"),
+        ("ok", "storage-mounted"),
+    ]
+    assert world.runner.calls == []  # no mdadm, no blkid: observe has read them
+
+
+def test_verify_of_an_observation_sees_a_foreign_mount(world: World) -> None:
+    world.converged_array()
+    world.mounted(dev="8:16", source="/dev/sdb")
+    world.runner.expect("blkid", "-p", "-o", "export", "/dev/sdb", stdout="TYPE=ext4\nUUID=x\n")
+    step, ctx = world.step(), world.ctx()
+    findings = step.verify(ctx, step.observe(ctx))
+    assert ("critical", "storage-wrong-mount") in [(f.severity, f.code) for f in findings]
+
+
 def test_verify_degraded_is_critical(world: World) -> None:
     world.converged_array()
     world.array_tree = "raid5-degraded"

@@ -451,11 +451,11 @@ class LniStep:
 
     # -- verify ------------------------------------------------------------------------------
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
+    def verify(self, ctx: Ctx, observed: LniObserved | None = None) -> list[Finding]:
         """On the live host: bridge up with the LNI's MAC, LNI enslaved, address present."""
         from cockpit_agent.steps.lni_verify import verify_lni  # noqa: PLC0415
 
-        return verify_lni(ctx, self.live, self.which)
+        return verify_lni(ctx, self.live, self.which, observed)
 
     def summarize(self, observed: LniObserved) -> str:
         """One line: the LNI, the manager, the bridge's state, libvirt."""

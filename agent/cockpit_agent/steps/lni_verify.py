@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -11,7 +12,10 @@ from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.facts.links import Link, link_by_mac
 from cockpit_agent.host.netlink import Netlink
-from cockpit_agent.steps.lni_libvirt import observe_libvirt
+from cockpit_agent.steps.lni_libvirt import LibvirtObserved, observe_libvirt
+
+if TYPE_CHECKING:
+    from cockpit_agent.steps.lni import LniObserved
 
 SSH_PORT = 22
 
@@ -68,9 +72,9 @@ def _ssh_finding(addresses: list[str]) -> Finding:
     )
 
 
-def _libvirt_findings(ctx: Ctx, name: str) -> list[Finding]:
+def _libvirt_findings(ctx: Ctx, name: str, observed: LibvirtObserved | None) -> list[Finding]:
     try:
-        seen = observe_libvirt(ctx, (name,)).networks[name]
+        seen = (observed or observe_libvirt(ctx, (name,))).networks.get(name)
     except CommandFailed as exc:
         return [Finding("warning", "lni-libvirt", f"libvirt does not answer: {exc}")]
     if seen is None:
@@ -86,15 +90,21 @@ def _libvirt_findings(ctx: Ctx, name: str) -> list[Finding]:
     return [Finding("ok", "lni-libvirt", f"libvirt network {name} active and autostarted")]
 
 
-def verify_lni(ctx: Ctx, live: Netlink, which: Callable[[str], str | None]) -> list[Finding]:
-    """Findings on the bridge, the management interface, sshd and the libvirt network."""
+def verify_lni(
+    ctx: Ctx,
+    live: Netlink,
+    which: Callable[[str], str | None],
+    observed: LniObserved | None = None,
+) -> list[Finding]:
+    """Findings on the bridge, the management interface, sshd and the libvirt network; links
+    and libvirt are read again unless `observed` (from this run's facts) is given."""
     from cockpit_agent.steps.lni import find_lni, management_links  # noqa: PLC0415
 
     config: LniConfig = ctx.config.lni
     lni, problem = find_lni(config, ctx.facts.interfaces)
     if lni is None:
         return [Finding("critical", "lni-missing", problem or "no LNI in IMDS")]
-    links = live.read_links()
+    links = live.read_links() if observed is None else ctx.facts.links
     findings = _bridge_findings(config, lni.mac.lower(), links)
     for mgmt in management_links(ctx.facts.interfaces, links):
         if mgmt.master is not None:
@@ -105,5 +115,6 @@ def verify_lni(ctx: Ctx, live: Netlink, which: Callable[[str], str | None]) -> l
     if live.netns is None and bridge is not None and _ipv4(bridge):
         findings.append(_ssh_finding(_ipv4(bridge)))
     if which("virsh") is not None:
-        findings += _libvirt_findings(ctx, config.libvirt_network)
+        libvirt = observed.libvirt if observed else None
+        findings += _libvirt_findings(ctx, config.libvirt_network, libvirt)
     return findings

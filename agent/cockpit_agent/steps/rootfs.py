@@ -80,9 +80,11 @@ class RootfsStep:
         """Run the action's tool; tell the kernel and udev where a partition changed."""
         apply_action(action, ctx)
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
-        """Measure again: every layer fills the one below it (within the tools' rounding)."""
-        observed = self.observe(ctx)
+    def verify(self, ctx: Ctx, observed: RootObserved | None = None) -> list[Finding]:
+        """Every layer fills the one below it (within the tools' rounding), measured again
+        unless `observed` is given."""
+        if observed is None:
+            observed = self.observe(ctx)
         chain = observed.chain
         if chain is None:
             return [Finding("warning", "rootfs-unknown", _no_chain(ctx))]

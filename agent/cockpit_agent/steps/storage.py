@@ -85,6 +85,8 @@ def await_boot_mount(
     the filesystem's device exists, it is not mounted yet, and systemd has a job for it.
     """
     device = host.dev / "disk" / "by-uuid" / fs_uuid
+    if read_mount(host.proc, mount_point) is not None:
+        return
     if not ctx.files.exists("/run/systemd/system") or not device.exists():
         return
     escape = ["systemd-escape", "--path", "--suffix=mount", mount_point]
@@ -162,18 +164,28 @@ class StorageStep:
         """See storage_apply."""
         apply_action(action, ctx, self.host)
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
-        """Re-read the live host: our array's health, and our filesystem at its mount point."""
+    def verify(self, ctx: Ctx, observed: StorageObserved | None = None) -> list[Finding]:
+        """Our array's health, and our filesystem at its mount point: re-read from the live
+        host, or judged from `observed`."""
         cfg: StorageConfig = ctx.config.storage
-        conf = ctx.files.read(mdadm_conf_path(ctx.facts.platform, ctx.files)) or ""
-        fstab_text = ctx.files.read(FSTAB) or ""
-        known = known_resources(ctx.step_data.get(self.name, {}), conf, fstab_text)
-        ours = find_ours(
-            tuple(read_arrays(ctx.runner, sysfs=self.host.sysfs)), known.array_uuids, cfg.array_name
-        )
+        if observed is None:
+            conf = ctx.files.read(mdadm_conf_path(ctx.facts.platform, ctx.files)) or ""
+            fstab_text = ctx.files.read(FSTAB) or ""
+            known = known_resources(ctx.step_data.get(self.name, {}), conf, fstab_text)
+            arrays = tuple(read_arrays(ctx.runner, sysfs=self.host.sysfs))
+            mounted = read_mount(self.host.proc, cfg.mount_point)
+            probed = None
+        else:
+            known, arrays = observed.known, observed.arrays
+            mount = observed.mount
+            mounted = (mount.dev, mount.source) if mount.dev else None
+            # observe probed our array; that is the mounted device when the numbers match
+            same = observed.ours is not None and observed.ours.dev == mount.dev
+            probed = observed.filesystem if same else None
+        ours = find_ours(arrays, known.array_uuids, cfg.array_name)
         findings = array_findings(ours) if ours else []
         if known.fs_uuid:
-            findings += self._mount_findings(ctx, cfg, known.fs_uuid)
+            findings += _mount_findings(ctx, cfg, known.fs_uuid, mounted, probed)
         elif ours is None:
             findings += _nothing_built(ctx, cfg)
         return findings
@@ -182,27 +194,33 @@ class StorageStep:
         """One line: the array (or what would be built) and the drives left out, with why."""
         return summarize(observed)
 
-    def _mount_findings(self, ctx: Ctx, cfg: StorageConfig, fs_uuid: str) -> list[Finding]:
-        mounted = read_mount(self.host.proc, cfg.mount_point)
-        if mounted is None:
-            return [
-                Finding(
-                    "critical",
-                    "storage-not-mounted",
-                    f"filesystem {fs_uuid} is not mounted at {cfg.mount_point}",
-                )
-            ]
-        fs = probe_filesystem(ctx.runner, mounted[1])
-        if fs.uuid != fs_uuid:
-            return [
-                Finding(
-                    "critical",
-                    "storage-wrong-mount",
-                    f"{cfg.mount_point} has {mounted[1]} (UUID {fs.uuid or '?'}) mounted, "
-                    f"not filesystem {fs_uuid}",
-                )
-            ]
-        return [Finding("ok", "storage-mounted", f"{mounted[1]} mounted at {cfg.mount_point}")]
+
+def _mount_findings(
+    ctx: Ctx,
+    cfg: StorageConfig,
+    fs_uuid: str,
+    mounted: tuple[str, str] | None,
+    probed: FsProbe | None,
+) -> list[Finding]:
+    if mounted is None:
+        return [
+            Finding(
+                "critical",
+                "storage-not-mounted",
+                f"filesystem {fs_uuid} is not mounted at {cfg.mount_point}",
+            )
+        ]
+    fs = probed or probe_filesystem(ctx.runner, mounted[1])
+    if fs.uuid != fs_uuid:
+        return [
+            Finding(
+                "critical",
+                "storage-wrong-mount",
+                f"{cfg.mount_point} has {mounted[1]} (UUID {fs.uuid or '?'}) mounted, "
+                f"not filesystem {fs_uuid}",
+            )
+        ]
+    return [Finding("ok", "storage-mounted", f"{mounted[1]} mounted at {cfg.mount_point}")]
 
 
 def array_findings(array: MdArray) -> list[Finding]:

@@ -389,9 +389,10 @@ class VirtStep:
 
     # -- verify ----------------------------------------------------------------------------
 
-    def verify(self, ctx: Ctx) -> list[Finding]:
+    def verify(self, ctx: Ctx, observed: VirtObserved | None = None) -> list[Finding]:
         """Packages, units, Cockpit answering, libvirt answering, Machines page, /dev/kvm."""
-        observed = self.observe(ctx)
+        if observed is None:
+            observed = self.observe(ctx)
         if observed.problem:
             return [Finding("critical", "virt-unsupported", observed.problem)]
         findings: list[Finding] = []
