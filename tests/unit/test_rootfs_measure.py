@@ -22,6 +22,7 @@ from cockpit_agent.steps.rootfs_measure import (
     growpart_dry_run,
     measure_chain,
     measure_pv,
+    partition_growth,
 )
 from tests.fakes import FakeRunner
 
@@ -259,3 +260,24 @@ def test_pvs_report_with_a_second_metadata_area_at_the_end() -> None:
     assert one.tail_mda == 0
     assert two.tail_mda == int(row["pv_mda_size"]) > 0
     assert one.pe_count == int(row["pv_pe_count"]) and one.dev_size == int(row["dev_size"])
+
+
+@pytest.mark.parametrize(
+    ("room", "asks_growpart"), [(0, False), (1024**2 - 512, False), (1024**2, True)]
+)
+def test_growpart_is_asked_only_when_the_disk_has_a_mebibyte_after_the_partition(
+    room: int, asks_growpart: bool
+) -> None:
+    chain = RootChain.model_validate(scenario("ext4-gpt-disk-grown")["chain"])
+    part = chain.partition
+    assert part is not None
+    size = 1024**3
+    sizes = {part.device.name: size, part.disk.name: part.start_bytes + size + room}
+    runner = FakeRunner()
+    said = f"NOCHANGE: partition {part.number} is size 2097152. it cannot be grown"
+    runner.expect("growpart", "--dry-run", part.disk.path, str(part.number), rc=1, stdout=said)
+
+    growth = partition_growth(runner, part, sizes)
+
+    assert not growth.can_grow
+    assert bool(runner.calls) == asks_growpart

@@ -102,10 +102,10 @@ def test_ext4_on_a_partition_of_a_grown_disk_grows_partition_then_filesystem(
         GrowPartition(part.disk.path, part.number, part.device.path),
         GrowFilesystem("ext4", chain.device.path, chain.mountpoint),
     ]
-    # growpart was asked first, and only as a dry run.
+    # growpart was asked (there is room after the partition), and only as a dry run.
     runner = ctx.runner
     assert isinstance(runner, FakeRunner)
-    assert runner.calls[0] == ("growpart", "--dry-run", part.disk.path, str(part.number))
+    assert ("growpart", "--dry-run", part.disk.path, str(part.number)) in runner.calls
     assert not [c for c in runner.calls if c[0] == "growpart" and "--dry-run" not in c]
 
 
@@ -117,6 +117,9 @@ def test_a_converged_root_plans_nothing(name: str, tmp_path: Path) -> None:
 
     assert step.plan(observed, ctx) == []
     assert "fills" in step.summarize(observed)
+    # less than growpart's 1 MiB after the partition (lsblk): growpart itself is not run
+    assert isinstance(ctx.runner, FakeRunner)
+    assert [c[0] for c in ctx.runner.calls if c[0] == "growpart"] == []
 
 
 def test_xfs_grows_through_its_mount_point(tmp_path: Path) -> None:
@@ -321,10 +324,14 @@ def test_an_unsupported_chain_is_left_alone(tmp_path: Path) -> None:
 def test_missing_growpart_names_its_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    ctx = ctx_for(scenario("ext4-gpt-disk-grown"), tmp_path, SubprocessRunner())
+    data = scenario("ext4-gpt-disk-grown")
+    bin_dir = tmp_path / "bin"  # lsblk answers as recorded; there is no growpart
+    bin_dir.mkdir()
+    (bin_dir / "lsblk.json").write_text(answer(data, "lsblk")["stdout"])
+    (bin_dir / "lsblk").write_text(f"#!/bin/sh\nexec /bin/cat {bin_dir / 'lsblk.json'}\n")
+    (bin_dir / "lsblk").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    ctx = ctx_for(data, tmp_path, SubprocessRunner())
 
     run = Engine([RootfsStep()]).run(ctx)
 

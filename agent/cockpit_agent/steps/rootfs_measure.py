@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cockpit_agent.errors import AgentError, CommandFailed
-from cockpit_agent.facts.rootfs import RootChain
+from cockpit_agent.facts.rootfs import Partition, RootChain
 from cockpit_agent.host.run import Runner
 
 GROWPART_NOCHANGE = 1  # growpart's exit code for "nothing to do" (with NOCHANGE in its output)
+GROWPART_FUDGE = 1024**2  # growpart leaves a partition alone that would gain less (its default)
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,9 @@ def measure_chain(chain: RootChain, runner: Runner) -> RootObserved:
     if chain.device is None or chain.disk is None:
         raise AgentError(f"{chain.source} on {chain.mountpoint}: no block device to measure")
     part = chain.partition
-    growth = growpart_dry_run(runner, part.disk.path, part.number) if part and part.last else None
     devices = [part.device if part else None, chain.disk, None if chain.lv else chain.device]
     sizes = block_sizes(runner, list(dict.fromkeys(d.path for d in devices if d)))
+    growth = partition_growth(runner, part, sizes) if part and part.last else None
     pv = lv = None
     if chain.lv:
         pv, lv = measure_pv(runner, chain.lv.pv.path), measure_lv(runner, chain.lv.device.path)
@@ -124,6 +125,19 @@ def measure_chain(chain: RootChain, runner: Runner) -> RootObserved:
     device_size = lv.size if lv else sizes[chain.device.name]
     fs = _MEASURE_FS[chain.fstype](runner, chain, device_size)
     return RootObserved(chain=chain, partition=growth, pv=pv, lv=lv, fs=fs, sizes=sizes)
+
+
+def partition_growth(runner: Runner, part: Partition, sizes: Mapping[str, int]) -> PartitionGrowth:
+    """Whether growpart would grow the partition. Less than its fudge (1 MiB) between the
+    partition's end and the disk's end (lsblk, now) is a NOCHANGE without asking it: growpart
+    is a shell script of several processes, the slowest measurement of a converged root."""
+    if part.device.name in sizes and part.disk.name in sizes:
+        room = sizes[part.disk.name] - part.start_bytes - sizes[part.device.name]
+        if 0 <= room < GROWPART_FUDGE:
+            return PartitionGrowth(
+                can_grow=False, detail=f"NOCHANGE: {room} bytes after partition {part.number}"
+            )
+    return growpart_dry_run(runner, part.disk.path, part.number)
 
 
 def growpart_dry_run(runner: Runner, disk: str, number: int) -> PartitionGrowth:
