@@ -75,7 +75,6 @@ def step_findings(step: Step[Any, Any], ctx: Ctx) -> list[Finding]:
     actions = step.plan(observed, ctx)
     if not actions:
         return findings
-        return []
     described = "; ".join(a.describe() for a in actions)
     return [*findings, Finding("warning", f"{step.name}-drift", f"reconcile would: {described}")]
 
