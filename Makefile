@@ -3,11 +3,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: test unit integration lint bench bench-lab venv
+DEPS := tests/install-deps.sh
 
-test: lint unit integration e2e-ci
+.PHONY: test unit integration lint bench bench-lab venv deps
+
+# On a fresh Debian 12 machine this is all there is to do: it installs what it needs first.
+test: deps lint unit integration e2e-ci
+
+# Every host package the targets below use (apt, only what is missing; tests/install-deps.sh).
+deps:
+	@$(DEPS) venv integration lab browser
 
 $(VENV)/.installed: pyproject.toml
+	@$(DEPS) venv
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,systemd]'
@@ -16,16 +24,19 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check agent tests
-	$(VENV)/bin/ruff format --check agent tests
+	$(VENV)/bin/ruff check agent tests lab bench
+	$(VENV)/bin/ruff format --check agent tests lab bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict lab/cockpit_lab
 
 unit: venv
 	$(PYTEST) tests/unit
 
-# Needs root: loop devices, network namespaces, systemd-analyze.
+# Needs root: loop devices, network namespaces, systemd-analyze. A tool missing here fails
+# the test instead of skipping it (COCKPIT_TEST_REQUIRE_TOOLS), so this proves what CI does.
 integration: venv
-	$(PYTEST) tests/integration
+	@$(DEPS) integration
+	COCKPIT_TEST_REQUIRE_TOOLS=1 $(PYTEST) tests/integration
 
 # cloud-init is the yardstick; /etc/cloud/cloud-init.disabled keeps it from ever acting here.
 bench: venv
@@ -39,14 +50,14 @@ bench: venv
 bench-lab: venv lab-deps
 	flock /tmp/cockpit-lab-vm.lock $(PY) bench/lab.py
 
-# --- the QEMU lab (lab/, tests/e2e, docs/testing.md); needs root and lab/install-deps.sh ---
+# --- the QEMU lab (lab/, tests/e2e, docs/testing.md); needs root ---
 LAB := PYTHONPATH=lab $(PY) -m cockpit_lab
 
 .PHONY: lab-deps lab-image e2e e2e-ci demo
 
 # Host packages of the lab (QEMU, debootstrap, ...); does nothing when they are there.
 lab-deps:
-	lab/install-deps.sh
+	@$(DEPS) lab
 
 # Build (or reuse) the cached lab images (base, virt, lvm) under
 # /var/cache/cockpit-agent-lab/<recipe hash>/.
@@ -56,6 +67,7 @@ lab-image: venv lab-deps
 # Boot the lab, run the agent at boot, check it (tests/e2e). A failing test keeps its run
 # directory under runs/ and says where.
 e2e: venv lab-image
+	@$(DEPS) browser
 	$(PYTEST) tests/e2e
 
 # What `make test` (and so CI) runs of the lab, one guest at a time: the lab's proof and the
@@ -66,6 +78,7 @@ e2e: venv lab-image
 E2E_CI := tests/e2e/test_lab.py tests/e2e/test_storage.py tests/e2e/test_rootfs.py \
 	tests/e2e/test_virt.py tests/e2e/test_health.py
 e2e-ci: venv lab-deps
+	@$(DEPS) browser
 	$(LAB) build base virt lvm
 	$(PYTEST) $(E2E_CI)
 

@@ -24,6 +24,7 @@ from cockpit_lab.chroot import (
     chroot_mounts,
     in_chroot,
     log,
+    logging_to,
     loop_device,
     lvm_volume,
     mounted,
@@ -58,6 +59,11 @@ def image_path(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
     return cache / (recipe or default_recipe()).digest() / IMAGE_NAME
 
 
+def build_log(recipe: Recipe, cache: Path = CACHE_DIR) -> Path:
+    """The full log of the latest build of `recipe` (kept after it, failed or not)."""
+    return cache / "logs" / f"build-{recipe.variant}-{recipe.digest()}.log"
+
+
 def ensure_image(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
     """The cached base image of `recipe`, built first if needed."""
     recipe = recipe or default_recipe()
@@ -75,7 +81,9 @@ def ensure_image(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{image.parent.name}-", dir=cache))
         try:
             started = time.monotonic()
-            _build(recipe, tmp, cache)
+            with logging_to(build_log(recipe, cache)) as full_log:
+                log(f"building the {recipe.variant} image (about 2 min; log: {full_log})")
+                _build(recipe, tmp, cache)
             manifest = json.loads((tmp / "manifest.json").read_text())
             manifest["build_seconds"] = round(time.monotonic() - started, 1)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -223,7 +231,10 @@ def _timed(timings: dict[str, float], name: str, fn: object) -> None:
     assert callable(fn)
     log(f"{name} ...")
     started = time.monotonic()
-    fn()
+    try:
+        fn()
+    except Exception as exc:
+        raise RuntimeError(f"{name}: {exc}") from exc
     timings[name] = round(time.monotonic() - started, 1)
     log(f"{name} done in {timings[name]} s")
 

@@ -9,6 +9,7 @@ partition-table parser and no device-mapper: partitions of a loop device come fr
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from cockpit_lab.procs import run_group
 
 CHROOT_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -26,9 +29,33 @@ CHROOT_ENV = {
 }
 
 
+_build_log: list[Path] = []  # the log of the build in progress, if any (logging_to)
+
+
+@contextmanager
+def logging_to(path: Path) -> Iterator[Path]:
+    """Keep a full log of what runs inside the block (every command and its output) in
+    `path`, started afresh: a failed build's one-line message points there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    _build_log.append(path)
+    try:
+        yield path
+    finally:
+        _build_log.remove(path)
+
+
+def _to_build_log(text: str) -> None:
+    if _build_log:
+        with _build_log[-1].open("a") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+
+
 def log(msg: str) -> None:
-    """Progress on stderr, so that stdout stays data."""
-    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    """Progress on stderr, so that stdout stays data (and into the build log)."""
+    line = f"[lab {time.strftime('%H:%M:%S')}] {msg}"
+    print(line, file=sys.stderr, flush=True)
+    _to_build_log(line)
 
 
 def run(
@@ -38,16 +65,12 @@ def run(
     quiet: bool = False,
     input_text: str | None = None,
 ) -> str:
-    """Run a command (never through a shell); raise with its output when it fails."""
-    proc = subprocess.run(
-        list(argv),
-        env=env,
-        input=input_text,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        check=False,
+    """Run a command (never through a shell) in a process group that an interrupt kills
+    whole; raise with its output when it fails."""
+    proc = run_group(
+        argv, env=env, input=input_text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    _to_build_log(f"$ {shlex.join(argv)}\n{proc.stdout or ''}# exit {proc.returncode}")
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-40:])
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")

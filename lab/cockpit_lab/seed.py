@@ -10,9 +10,11 @@ before systemd loads units. No pip runs in the guest: under TCG it took 10-45 s 
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cockpit_lab.recipe import LNI_GUEST_IP, LNI_MAC, MGMT_GUEST_IP, MGMT_MAC, REPO_DIR
+from cockpit_lab.recipe import CACHE_DIR, LNI_GUEST_IP, LNI_MAC, MGMT_GUEST_IP, MGMT_MAC, REPO_DIR
 
 GUEST_VENV = "/opt/cockpit-agent/venv"
 GUEST_PYTHON = (3, 11)  # Debian 12's python3: the staged .pyc and the baked wheels need it
@@ -38,9 +40,6 @@ min_device_size = "64MiB"
 """
 
 
-_wheels: dict[str, tuple[str, bytes]] = {}  # sources' hash -> (wheel name, wheel bytes)
-
-
 def _sources_digest() -> str:
     h = hashlib.sha256()
     files = [REPO_DIR / "pyproject.toml", *sorted((REPO_DIR / "agent").rglob("*"))]
@@ -50,21 +49,40 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
+def staged_agent(cache: Path = CACHE_DIR, keep: int = 4) -> Path:
+    """The working tree's agent staged as the guest's venv (build_agent_wheel, then
+    stage_agent), made once per state of its sources and kept in the cache under
+    agent/<sources hash>/, so a boot does not wait for pip; the `keep` newest are kept."""
+    parent = cache / "agent"
+    entry = parent / _sources_digest()[:16]
+    venv = entry / GUEST_VENV.lstrip("/")
+    if venv.is_dir():
+        os.utime(entry)
+        return venv
+    parent.mkdir(parents=True, exist_ok=True)
+    with (parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not venv.is_dir():
+            tmp = Path(tempfile.mkdtemp(prefix=".stage-", dir=parent))
+            try:
+                stage_agent(build_agent_wheel(tmp / "wheel"), tmp / "root")
+                (tmp / "root").rename(entry)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        entries = sorted(
+            (p for p in parent.iterdir() if not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+        )
+        for old in entries[:-keep]:
+            if old != entry:
+                shutil.rmtree(old, ignore_errors=True)
+    return venv
+
+
 def build_agent_wheel(dest: Path) -> Path:
-    """A wheel of the working tree's agent, built from a clean copy of its sources (so that
-    nothing is written into the shared work tree); built once per process and source state."""
+    """A wheel of the working tree's agent in `dest`, built from a clean copy of its sources
+    (so that nothing is written into the shared work tree)."""
     dest.mkdir(parents=True, exist_ok=True)
-    digest = _sources_digest()
-    if digest in _wheels:
-        name, data = _wheels[digest]
-        (dest / name).write_bytes(data)
-        return dest / name
-    target = _build_wheel(dest)
-    _wheels[digest] = (target.name, target.read_bytes())
-    return target
-
-
-def _build_wheel(dest: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="cockpit-lab-wheel-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()

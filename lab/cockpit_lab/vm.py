@@ -12,17 +12,21 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cockpit_lab import accel as accels
+from cockpit_lab.accel import Accel
+from cockpit_lab.chroot import log
+from cockpit_lab.procs import PID_FILE, reap_stale, record_driver, spawn_tied, stop
 from cockpit_lab.recipe import (
     CACHE_DIR,
     LNI_GUEST_IP,
@@ -32,11 +36,17 @@ from cockpit_lab.recipe import (
     MGMT_NET,
     REPO_DIR,
 )
-from cockpit_lab.seed import LAB_CONFIG, build_agent_wheel, stage_agent, write_seed
+from cockpit_lab.seed import LAB_CONFIG, staged_agent, write_seed
 
 RUNS_DIR = Path(os.environ.get("COCKPIT_LAB_RUNS", REPO_DIR / "runs"))
 KEY_PATH = CACHE_DIR / "ssh" / "id_ed25519"
 AGENT_UNIT = "cockpit-agent.service"
+# The guest kernel's first line on the serial console (GRUB's own lines have no timestamp).
+KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d+\] ", re.MULTILINE)
+# How long after QEMU starts the kernel must have printed: under KVM a hang is told from a
+# slow boot this way (seconds natively); under TCG, the last resort, a boot that never gets
+# there fails early instead of waiting for SSH.
+KERNEL_BOUND = {"kvm": 60.0, "tcg": 300.0}
 
 
 class LabError(RuntimeError):
@@ -99,66 +109,6 @@ def ssh_key() -> Path:
     return KEY_PATH
 
 
-def accelerator() -> list[str]:
-    """KVM where it really runs a stock guest, else multi-threaded TCG (probed once).
-
-    COCKPIT_LAB_ACCEL=kvm|tcg overrides the probe; COCKPIT_LAB_CPU the CPU model.
-    """
-    choice = os.environ.get("COCKPIT_LAB_ACCEL") or _probe_kvm()
-    if choice == "kvm":
-        return ["-accel", "kvm", "-cpu", os.environ.get("COCKPIT_LAB_CPU", "host")]
-    return ["-accel", "tcg,thread=multi", "-cpu", os.environ.get("COCKPIT_LAB_CPU", "max")]
-
-
-def _probe_kvm() -> str:
-    cached = CACHE_DIR / "accel"
-    if cached.exists():
-        return cached.read_text().strip()
-    result = "tcg"
-    if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        # SeaBIOS writes to the debug port 0x402 once the CPU runs; a host that offers only
-        # PVM fails here (QEMU aborts on the MSR setup) and the guest never writes.
-        with contextlib.suppress(OSError), _tempfile() as log:
-            proc = subprocess.run(
-                [
-                    "timeout",
-                    "5",
-                    "qemu-system-x86_64",
-                    "-accel",
-                    "kvm",
-                    "-cpu",
-                    "host",
-                    "-m",
-                    "64",
-                    "-display",
-                    "none",
-                    "-nodefaults",
-                    "-no-reboot",
-                    "-chardev",
-                    f"file,id=dbg,path={log}",
-                    "-device",
-                    "isa-debugcon,iobase=0x402,chardev=dbg",
-                ],
-                capture_output=True,
-                check=False,
-            )
-            if "SeaBIOS" in log.read_text(errors="replace") and proc.returncode in (0, 124):
-                result = "kvm"
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cached.write_text(result + "\n")
-    return result
-
-
-@contextlib.contextmanager
-def _tempfile() -> Iterator[Path]:
-    fd, name = tempfile.mkstemp(prefix="cockpit-lab-kvm-")
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        os.unlink(name)
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -183,8 +133,15 @@ def _size_bytes(size: str) -> int:
 class Lab:
     """One emulated Outposts server. Call boot(), then ssh(); close() at the end."""
 
-    def __init__(self, run_dir: Path, image: Path, spec: LabSpec | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        image: Path,
+        spec: LabSpec | None = None,
+        say: Callable[[str], None] = log,
+    ) -> None:
         self.run_dir = run_dir
+        self.say = say  # progress for a person (stderr by default)
         self.image = image
         self.spec = spec or LabSpec()
         self.key = ssh_key()
@@ -196,6 +153,8 @@ class Lab:
         self.seed = run_dir / "seed.tar"
         self._proc: subprocess.Popen[bytes] | None = None
         self._boot_started = 0.0
+        self._serial_offset = 0  # where this boot's serial output starts (the log is appended)
+        self.accel: Accel | None = None  # what the guest runs under, once booted
 
     # --- drives ---------------------------------------------------------------------------
 
@@ -275,12 +234,12 @@ class Lab:
         """The QEMU command line of this lab."""
         p = self.ports
         argv = [
-            "qemu-system-x86_64",
+            accels.emulator(),
             "-name",
             "cockpit-lab",
             "-machine",
             "q35",
-            *accelerator(),
+            *(self.accel or Accel("tcg", "")).argv(),
             "-smp",
             str(self.spec.cpus),
             "-m",
@@ -297,7 +256,7 @@ class Lab:
             "-qmp",
             f"unix:{self.run_dir / 'qmp.sock'},server=on,wait=off",
             "-pidfile",
-            str(self.run_dir / "qemu.pid"),
+            str(self.run_dir / PID_FILE),
             "-fw_cfg",
             f"name=opt/cockpit-lab/seed,file={self.seed}",
             "-object",
@@ -335,13 +294,17 @@ class Lab:
         return argv
 
     def boot(self, timeout: float = 600) -> None:
-        """Start the guest (first boot of a fresh instance, or after shutdown) and wait for SSH."""
+        """Start the guest (first boot of a fresh instance, or after shutdown) and wait for SSH.
+
+        The first boot of this Lab tries each candidate accelerator (accel.py) in turn: one
+        whose QEMU exits, or whose kernel prints nothing within KERNEL_BOUND, is killed and
+        the next one booted. The choice is remembered only once SSH answered."""
         if self.running:
             raise LabError("the guest is already running")
+        reap_stale(RUNS_DIR, self.say)
         self._prepare_disks()
         if not self.seed.exists():
-            wheel = build_agent_wheel(self.run_dir / "wheel")
-            venv = stage_agent(wheel, self.run_dir / "stage")
+            venv = staged_agent()
             config = self.spec.config + self.spec.extra_config
             write_seed(
                 self.seed,
@@ -350,27 +313,77 @@ class Lab:
                 public_key=self.key.with_suffix(".pub").read_text(),
                 config=config,
             )
-        for attempt in range(3):
+        record_driver(self.run_dir)
+        if self.accel is not None:  # a later boot of this instance: what worked before
             self._start_qemu()
+            self._wait_kernel()
+            self.wait_ssh(timeout)
+            return
+        tried = accels.candidates()
+        for n, candidate in enumerate(tried):
+            self.accel = candidate
+            self.say(f"booting under {candidate.name.upper()}: {candidate.reason}")
+            self._start_qemu()
+            try:
+                self._wait_kernel()
+            except LabError as exc:
+                if not candidate.fallback or n == len(tried) - 1:
+                    raise
+                self.say(f"{exc}; killed it")
+                if self._proc is not None:
+                    stop(self._proc)
+                self._proc = None
+                self.timings.boots.pop()
+                reason = f"{str(exc).split(';')[0]}; {accels.TCG_FALLBACK}"
+                tried[n + 1] = Accel(tried[n + 1].name, reason)
+                continue
+            break
+        self.wait_ssh(timeout)
+        accels.remember(candidate)
+
+    def _start_qemu(self) -> None:
+        """QEMU up with its forwards bound; tied to this process (procs.py)."""
+        for attempt in range(3):
+            argv = self.qemu_argv()
+            (self.run_dir / "qemu.cmdline").write_text(shlex.join(argv) + "\n")
+            exists = self.serial_log.exists()
+            self._serial_offset = self.serial_log.stat().st_size if exists else 0
+            with (self.run_dir / "qemu.log").open("ab") as qemu_log:
+                self._boot_started = time.monotonic()
+                self.timings.boots.append({})
+                self._proc = spawn_tied(argv, qemu_log)
             # A forward's port taken between our probe and QEMU's bind (another lab starting
             # at the same moment) makes QEMU exit at once: retry with fresh ports.
             time.sleep(1)
             if self.running or "host forwarding" not in self._qemu_log_tail():
-                break
-            with (self.run_dir / "qemu.log").open("a") as log:
-                log.write(f"lab: forwards not bound (attempt {attempt + 1}); new ports\n")
+                return
+            self.timings.boots.pop()
+            with (self.run_dir / "qemu.log").open("a") as qemu_log:
+                qemu_log.write(f"lab: forwards not bound (attempt {attempt + 1}); new ports\n")
             self.ports = Ports(free_port(), free_port(), free_port(), free_port())
-        self.wait_ssh(timeout)
 
-    def _start_qemu(self) -> None:
-        argv = self.qemu_argv()
-        (self.run_dir / "qemu.cmdline").write_text(shlex.join(argv) + "\n")
-        with (self.run_dir / "qemu.log").open("ab") as log:
-            self._boot_started = time.monotonic()
-            self.timings.boots.append({})
-            self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
+    def _wait_kernel(self) -> None:
+        """Wait until the guest kernel prints on the serial console (past the bootloader)."""
+        assert self.accel is not None
+        name = self.accel.name
+        bound = float(os.environ.get("COCKPIT_LAB_KERNEL_BOUND", KERNEL_BOUND[name]))
+        while True:
+            waited = time.monotonic() - self._boot_started
+            if not self.running:
+                tail = self._qemu_log_tail().strip().splitlines()
+                last = tail[-1][:160] if tail else "no output"
+                raise LabError(f"QEMU under {name.upper()} exited at once: {last}")
+            with contextlib.suppress(OSError), self.serial_log.open("rb") as fh:
+                fh.seek(self._serial_offset)
+                if KERNEL_LINE.search(fh.read()):
+                    self._record("kernel", waited)
+                    return
+            if waited > bound:
+                raise LabError(
+                    f"no kernel output within {bound:.0f} s under {name.upper()}; "
+                    f"serial console: {self.serial_log}"
+                )
+            time.sleep(0.5)
 
     def _qemu_log_tail(self) -> str:
         with contextlib.suppress(OSError), (self.run_dir / "qemu.log").open("rb") as fh:
@@ -503,26 +516,26 @@ class Lab:
         raise LabError(f"the guest did not come back after reboot; serial: {self.serial_log}")
 
     def shutdown(self, timeout: float = 180) -> None:
-        """Power the guest off cleanly (as a stop would); kill QEMU if it does not stop."""
+        """Power the guest off cleanly (as a stop would), waiting up to `timeout` s for it; a
+        guest that does not take the request over SSH is stopped at once (SIGTERM, then
+        SIGKILL), so a hung guest costs seconds, not minutes."""
         if not self.running:
             return
         assert self._proc is not None
-        self.ssh("systemctl poweroff", check=False, timeout=30)
         try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(30)
-        self._proc = None
+            asked = self.ssh("systemctl --no-block poweroff", check=False, timeout=20)
+            if asked.returncode == 0:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout)
+            else:
+                self.say("the guest did not take the poweroff over SSH; stopping QEMU")
+        finally:
+            stop(self._proc)
+            self._proc = None
 
     def close(self) -> None:
-        """Stop the guest if it runs (kill as a last resort)."""
-        if self.running:
-            with contextlib.suppress(LabError, OSError, subprocess.SubprocessError):
-                self.shutdown(timeout=120)  # else the kill below
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(30)
+        """Stop the guest if it runs: a clean poweroff bounded to 60 s, else QEMU is stopped."""
+        self.shutdown(timeout=60)
 
     def _record(self, name: str, seconds: float) -> None:
         if not self.timings.boots:

@@ -23,6 +23,19 @@ MIB = 1024**2
 LOOP_TOOLS = ("losetup", "mkfs.ext4", "sfdisk", "partx", "mount", "umount", "blkid", "wipefs")
 
 
+def need_tools(*tools: str) -> None:
+    """Skip the test when a tool is missing; fail it instead under `make integration`
+    (COCKPIT_TEST_REQUIRE_TOOLS=1), which installs them first, so a missing install step
+    cannot hide behind a skip."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if not missing:
+        return
+    message = f"missing tools: {', '.join(missing)} (tests/install-deps.sh integration)"
+    if os.environ.get("COCKPIT_TEST_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _run(*argv: str, stdin: str | None = None) -> str:
     return SubprocessRunner().run(argv, input=stdin, timeout=60).stdout
 
@@ -93,9 +106,7 @@ def loops(tmp_path: Path) -> Iterator[LoopDevices]:
     """Attach loop devices for one test; always torn down, and checked to be gone."""
     if os.geteuid() != 0:
         pytest.skip("loop devices need root")
-    missing = [tool for tool in LOOP_TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)}")
+    need_tools(*LOOP_TOOLS)
     if not Path("/dev/loop-control").exists():
         pytest.skip("no /dev/loop-control on this machine")
     workdir = tmp_path / "loops"

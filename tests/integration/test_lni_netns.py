@@ -9,11 +9,11 @@ so the address only comes back if the bridge carries the LNI's MAC.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.integration.conftest import need_tools
 from tests.integration.netns_helpers import (
     LNI_ADDRESS,
     LNI_MAC,
@@ -57,11 +57,7 @@ def lan(tmp_path: Path) -> Iterator[Lan]:
     """The host and lan namespaces, always torn down and checked to be gone."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    missing = [tool for tool in NETNS_TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(
-            f"missing tools: {', '.join(missing)} (iproute2, dnsmasq-base, isc-dhcp-client)"
-        )
+    need_tools(*NETNS_TOOLS)
     net = Lan(tmp_path)
     try:
         net.build()

@@ -11,11 +11,11 @@ losetup -d), whatever happens.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.integration.conftest import need_tools
 
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx
@@ -47,12 +47,6 @@ FS_TOOLS = {
 }
 MKFS = {"ext4": ["mkfs.ext4", "-q"], "xfs": ["mkfs.xfs", "-q"], "btrfs": ["mkfs.btrfs", "-q"]}
 REFUSED = "Permission denied to resize filesystem"  # this kernel's answer to online resize2fs
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)}")
 
 
 def run(*argv: str, stdin: str | None = None) -> str:
@@ -125,7 +119,7 @@ def plan(ctx: Ctx) -> list[Any]:
 def test_last_partition_and_filesystem_grow_to_fill_the_enlarged_disk(
     loops: LoopDevices, tmp_path: Path, table: str, fstype: str
 ) -> None:
-    need(*TOOLS, *FS_TOOLS[fstype])
+    need_tools(*TOOLS, *FS_TOOLS[fstype])
     name = f"{fstype}-{table}"
     device, mnt = make_root(loops, name, table, ",16M,L\n,,L\n", fstype, 2)
     step = RootfsStep()
@@ -174,7 +168,7 @@ def test_last_partition_and_filesystem_grow_to_fill_the_enlarged_disk(
 
 
 def test_a_partition_that_is_not_last_is_left_alone(loops: LoopDevices, tmp_path: Path) -> None:
-    need(*TOOLS, *FS_TOOLS["ext4"])
+    need_tools(*TOOLS, *FS_TOOLS["ext4"])
     device, mnt = make_root(loops, "not-last", "gpt", ",400M,L\n,,L\n", "ext4", 1)
     enlarge(loops, "not-last", device, 1024 * MIB)
     part = Path(device).name + "p1"
@@ -198,7 +192,7 @@ def test_a_partition_that_is_not_last_is_left_alone(loops: LoopDevices, tmp_path
 def test_growroot_disabled_leaves_an_enlarged_disk_alone(
     loops: LoopDevices, tmp_path: Path
 ) -> None:
-    need(*TOOLS, *FS_TOOLS["xfs"])
+    need_tools(*TOOLS, *FS_TOOLS["xfs"])
     device, mnt = make_root(loops, "disabled", "gpt", ",16M,L\n,,L\n", "xfs", 2)
     enlarge(loops, "disabled", device, 1024 * MIB)
     ctx, _ = ctx_for(mnt, tmp_path / "host")
@@ -236,7 +230,7 @@ def superblock(path: Path | str) -> dict[str, str]:
 def test_resize2fs_grows_exactly_to_the_predicted_size(
     tmp_path: Path, block: int, extras: list[int]
 ) -> None:
-    need("mkfs.ext4", "dumpe2fs", "resize2fs", "e2fsck")
+    need_tools("mkfs.ext4", "dumpe2fs", "resize2fs", "e2fsck")
     image = tmp_path / "ext4.img"
     per_group = 8 * block
     with image.open("xb") as fh:
@@ -269,7 +263,7 @@ def xfs_geometry(mnt: Path) -> tuple[int, int, int]:
 
 
 def test_xfs_growfs_grows_exactly_to_the_predicted_size(loops: LoopDevices, tmp_path: Path) -> None:
-    need("mkfs.xfs", "xfs_info", "xfs_growfs")
+    need_tools("mkfs.xfs", "xfs_info", "xfs_growfs")
     device = loops.attach("xfs-rule", 320 * MIB)
     run("mkfs.xfs", "-q", device)
     mnt = loops.workdir / "mnt-xfs-rule"

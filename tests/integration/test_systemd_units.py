@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.integration.conftest import need_tools
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 INSTALLED_AT = "/usr/local/bin/cockpit-agent"
@@ -23,8 +23,8 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    need_tools("systemd-analyze")
     # Point ExecStart at the agent installed in this environment, so verify checks a real file.
     agent = Path(sys.executable).parent / "cockpit-agent"
     assert agent.exists()

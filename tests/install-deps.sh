@@ -1,0 +1,54 @@
+#!/bin/sh
+# The host packages (Debian 12) that the make targets need, by group. Idempotent and quiet:
+# it asks dpkg first, runs apt only for what is missing, and keeps apt's output in a log.
+# Run as root. `make deps` (and so `make test`, which CI runs) installs every group; `make
+# demo` installs `venv` and `lab`.
+#
+#   venv         what the virtual environment builds against (systemd-python is compiled)
+#   integration  loop devices, partitions, filesystems, network namespaces, systemd-analyze,
+#                the lab driver with a stand-in emulator (qemu-img, ssh-keygen)
+#   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
+#   browser      headless Chromium for the e2e test that logs in to Cockpit
+set -eu
+
+group_packages() {
+    case "$1" in
+    venv) echo "python3 python3-venv python3-dev gcc pkg-config libsystemd-dev" ;;
+    integration) echo "systemd udev util-linux mount fdisk gdisk e2fsprogs xfsprogs btrfs-progs
+        cloud-guest-utils iproute2 dnsmasq-base isc-dhcp-client qemu-utils openssh-client" ;;
+    lab) echo "qemu-system-x86 qemu-utils debootstrap debian-archive-keyring gdisk util-linux
+        mount e2fsprogs xfsprogs openssh-client lvm2" ;;
+    browser) echo "chromium" ;;
+    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser)" >&2; exit 2 ;;
+    esac
+}
+
+[ "$#" -gt 0 ] || set -- venv integration lab browser
+wanted=""
+for group in "$@"; do
+    wanted="$wanted $(group_packages "$group")"
+done
+missing=""
+for pkg in $wanted; do
+    case " $missing " in *" $pkg "*) continue ;; esac
+    dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' \
+        || missing="$missing $pkg"
+done
+if [ -z "$missing" ]; then
+    echo "host packages ($*): all installed"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "host packages missing:$missing; run this as root (apt-get install)" >&2
+    exit 1
+fi
+log=/var/log/cockpit-agent-deps.log
+echo "host packages ($*): installing$missing (apt log: $log)"
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086
+if ! { apt-get update -q && apt-get install -y -q --no-install-recommends $missing; } \
+    >>"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "host packages: apt-get failed; full log: $log" >&2
+    exit 1
+fi
