@@ -16,10 +16,12 @@ deps:
 
 $(VENV)/.installed: pyproject.toml
 	@$(DEPS) venv
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,systemd]'
-	touch $@
+	@echo "python environment: $(VENV) (pip log: $(VENV)/install.log)"
+	@python3 -m venv $(VENV)
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[dev,systemd]'; } \
+		>$(VENV)/install.log 2>&1 || { tail -n 30 $(VENV)/install.log; \
+		echo "pip install failed; full log: $(VENV)/install.log"; exit 1; }
+	@touch $@
 
 venv: $(VENV)/.installed
 

@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
         phases.append((f"boot to SSH ({lab.accel.name.upper()})", time.monotonic() - mark))
         _say(
             f"SSH up after {phases[-1][1]:.0f} s; waiting for the agent's first boot "
-            "(about 2 min more under TCG) ..."
+            "(about 1 min more under TCG) ..."
         )
         mark = time.monotonic()
         unit = lab.wait_agent()

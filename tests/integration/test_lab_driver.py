@@ -161,12 +161,14 @@ def start_demo(env: dict[str, str], **extra: str) -> subprocess.Popen[str]:
 
 
 def demo_standins(tmp_path: Path, timeout: float = 90) -> list[psutil.Process]:
-    """Wait until the demo's stand-in runs under TCG (mid-boot: waiting for SSH)."""
+    """Wait until the demo's stand-in runs under TCG and has printed its kernel line, so it
+    is set up (its signal handling among it) and the demo is waiting for SSH."""
     found: list[psutil.Process] = []
 
     def tcg_up() -> bool:
         found[:] = [p for p in standins(tmp_path) if "tcg,thread=multi" in p.cmdline()]
-        return bool(found)
+        consoles = (log.read_text() for log in tmp_path.glob("runs/*/serial.log"))
+        return bool(found) and any("Linux version" in text for text in consoles)
 
     wait_for(tcg_up, timeout, "the demo's stand-in under TCG")
     return found
