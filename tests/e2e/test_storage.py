@@ -111,12 +111,47 @@ def test_hostile_drives_are_byte_identical(hostile: tuple[Lab, dict[int, str]]) 
 # --- two drives: RAID1 -----------------------------------------------------------------------
 
 
-def test_two_drives_give_raid1(lab_factory: Any) -> None:
+@pytest.fixture(scope="module")
+def raid1(lab_factory: Any) -> Lab:
     # XFS needs 300 MB: a RAID1 of 256 MiB drives would be refused (see docs/storage.md).
-    lab = start(lab_factory, LabSpec(nvme_count=2, nvme_size="512M", extra_config=OTHERS_OFF))
+    return start(lab_factory, LabSpec(nvme_count=2, nvme_size="512M", extra_config=OTHERS_OFF))
+
+
+def test_two_drives_give_raid1(raid1: Lab) -> None:
+    lab = raid1
     record = step_record(lab, "storage")
     assert (record["status"], record["error"]) == ("changed", None), record
     detail = export(lab, f"mdadm --detail --export {ARRAY}")
     assert (detail["MD_LEVEL"], detail["MD_DEVICES"]) == ("raid1", "2")
     assert sh(lab, f"findmnt -n -o FSTYPE {MP}").strip() == "xfs"
     assert "new RAID1 (fallback)" in record["summary"]
+
+
+# --- an array torn down by hand ------------------------------------------------------------
+
+TEAR_DOWN = f"""
+set -e
+members=$(mdadm --detail --export {ARRAY} | sed -n 's/^MD_DEVICE_.*_DEV=//p')
+umount {MP}
+mdadm --stop {ARRAY}
+for m in $members; do mdadm --zero-superblock "$m"; done
+udevadm settle
+"""
+
+
+def test_storage_alone_rebuilds_a_torn_down_array_every_time(raid1: Lab) -> None:
+    # Issue 14: right after `mdadm --create`, udev had not yet made /dev/md/cockpit-data, and
+    # the next action wrote to /sys/block/cockpit-data/... (4 of 6 tries failed); and the
+    # empty md node that `mdadm --stop` leaves blocked every later plan. `--only storage`
+    # goes straight to the create, with no other step to give udev time.
+    lab = raid1
+    for attempt in range(3):
+        sh(lab, TEAR_DOWN)
+        proc = lab.ssh("cockpit-agent reconcile --only storage", check=False, timeout=600)
+        record = step_record(lab, "storage")
+        assert proc.returncode == 0, (attempt, record, proc.stdout, proc.stderr)
+        assert (record["status"], record["error"]) == ("changed", None), (attempt, record)
+        assert sh(lab, f"findmnt -n -o FSTYPE {MP}").strip() == "xfs"
+        plan = json.loads(sh(lab, "cockpit-agent --json plan"))
+        [storage] = [s for s in plan["steps"] if s["name"] == "storage"]
+        assert storage["planned"] == [], (attempt, storage)

@@ -116,3 +116,23 @@ def test_no_superblock_on_a_filesystem() -> None:
     probe = parse_export((STORAGE / "blkid-xfs.export").read_text())
     raw = RawDisk(name="nvme1n1", path="/dev/nvme1n1", probe=probe, signatures=["xfs"])
     assert superblock_of(classify(raw, StorageConfig())) is None
+
+
+def test_an_md_node_with_no_array_behind_it_is_passed_over(tmp_path: Path) -> None:
+    # What `mdadm --stop` left in the lab: md127 with array_state clear, size 0, no member;
+    # mdadm --detail says "Array associated with md device /dev/md127 does not exist". The
+    # runner knows no command, so asking mdadm about it would fail the test.
+    node = tmp_path / "sys" / "block" / "md127"
+    (node / "md").mkdir(parents=True)
+    (node / "size").write_text("0\n")
+    (node / "dev").write_text("9:127\n")
+    (node / "md" / "array_state").write_text("clear\n")
+    (node / "md" / "level").write_text("\n")
+    assert read_arrays(FakeRunner(), sysfs=tmp_path / "sys") == []
+    # An inactive array that still has a member is an array: it is read.
+    (node / "md" / "array_state").write_text("inactive\n")
+    (node / "md" / "dev-nvme1n1").mkdir()
+    runner = FakeRunner()
+    runner.expect(*DETAIL, rc=1, stderr="mdadm: cannot open /dev/md127")
+    [array] = read_arrays(runner, sysfs=tmp_path / "sys")
+    assert array.uuid is None and array.detail_error is not None

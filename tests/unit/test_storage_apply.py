@@ -15,7 +15,7 @@ import pytest
 
 from cockpit_agent.config import EC2_INSTANCE_STORE_MODEL
 from cockpit_agent.engine import Engine
-from cockpit_agent.errors import CommandFailed, UnsafeDevice
+from cockpit_agent.errors import AgentError, CommandFailed, UnsafeDevice
 from cockpit_agent.host.run import Result
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
@@ -101,6 +101,30 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
+def md_link(world: World) -> None:
+    """/dev/md127 and udev's /dev/md/cockpit-data link to it, under the world's /dev."""
+    (world.tmp / "dev" / "md").mkdir(parents=True, exist_ok=True)
+    (world.tmp / "dev" / "md127").touch()
+    (world.tmp / "dev" / "md" / "cockpit-data").symlink_to("../md127")
+
+
+@dataclass
+class UdevRunner(FakeRunner):
+    """A FakeRunner after whose `mdadm --create` or `--assemble` the /dev/md/ link appears
+    only once `udevadm settle` has run: udev's moment of delay, made certain."""
+
+    world: World | None = None
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:
+        result = super().run(argv, **kwargs)
+        if argv[:2] == ["udevadm", "settle"] and self.world is not None:
+            md_link(self.world)
+        return result
+
+
+SETTLE = ("udevadm", "settle", "--exit-if-exists=/dev/md/cockpit-data", "--timeout=30")
+
+
 def host(world: World, sysfs: Path | None = None) -> HostPaths:
     (world.proc / "swaps").write_text("Filename Type Size Used Priority\n")
     return HostPaths(sysfs=sysfs or world.sysfs, proc=world.proc, dev=world.tmp / "dev")
@@ -111,14 +135,21 @@ def host(world: World, sysfs: Path | None = None) -> HostPaths:
 CREATE = CreateArray("cockpit-data", 5, DEVICES, 256, "internal", UUID)
 
 
-def test_create_rechecks_every_drive_then_runs_mdadm(world: World) -> None:
+def test_create_rechecks_every_drive_then_runs_mdadm_and_waits_for_udevs_link(
+    world: World,
+) -> None:
+    world.runner = UdevRunner(world=world)
     sysfs = fake_sysfs(world.tmp, ["nvme1n1", "nvme2n1", "nvme3n1"])
     script_probes(world, *DEVICES)
     world.runner.expect(*CREATE.argv(), stderr="mdadm: array /dev/md/cockpit-data started.")
+    world.runner.expect(*SETTLE)
     step, ctx = world.step(), world.ctx()
     step.host = host(world, sysfs)
     step.apply(CREATE, ctx)
-    assert world.runner.calls[-1] == tuple(CREATE.argv())
+    assert world.runner.calls[-2:] == [tuple(CREATE.argv()), SETTLE]
+    # The next action names the array by the link, which is there now.
+    step.apply(PauseInitialSync("/dev/md/cockpit-data"), ctx)
+    assert (sysfs / "block" / "md127" / "md" / "sync_action").read_text() == "frozen\n"
     record = ctx.step_data["storage"]
     assert (record["array_uuid"], record["level"], record["members"]) == (
         UUID,
@@ -199,13 +230,31 @@ def test_mkfs_on_a_plain_drive_rechecks_it(world: World) -> None:
 
 
 def test_assemble_and_start_run_mdadm(world: World) -> None:
+    world.runner = UdevRunner(world=world)
     actions = [AssembleArray("cockpit-data", UUID, DEVICES), StartArray("/dev/md127")]
     for action in actions:
         world.runner.expect(*action.argv())
+    world.runner.expect(*SETTLE)
     step, ctx = world.step(), world.ctx()
+    step.host = host(world)
     for action in actions:
         step.apply(action, ctx)
-    assert world.runner.calls == [tuple(a.argv()) for a in actions]
+    assert world.runner.calls == [tuple(actions[0].argv()), SETTLE, tuple(actions[1].argv())]
+
+
+def test_a_link_udev_never_makes_fails_with_its_name_not_a_traceback(world: World) -> None:
+    # The race of issue 14: before the fix, "cockpit-data" was taken for a kernel name and
+    # the write went to /sys/block/cockpit-data/md/sync_action (FileNotFoundError).
+    sysfs = fake_sysfs(world.tmp, ["nvme1n1", "nvme2n1", "nvme3n1"])
+    script_probes(world, *DEVICES)
+    world.runner.expect(*CREATE.argv())
+    world.runner.expect(*SETTLE, rc=1)  # udev's queue did not empty in time
+    step, ctx = world.step(), world.ctx()
+    step.host = host(world, sysfs)
+    with pytest.raises(AgentError, match=r"/dev/md/cockpit-data did not appear within 30 s"):
+        step.apply(CREATE, ctx)
+    with pytest.raises(AgentError, match=r"/dev/md/cockpit-data does not exist"):
+        step.apply(PauseInitialSync("/dev/md/cockpit-data"), ctx)
 
 
 # --- files, sysfs, mount --------------------------------------------------------------------
@@ -213,8 +262,7 @@ def test_assemble_and_start_run_mdadm(world: World) -> None:
 
 def test_stripe_cache_is_written_to_the_arrays_sysfs_through_its_dev_md_link(world: World) -> None:
     sysfs = fake_sysfs(world.tmp, [])
-    (world.tmp / "dev" / "md").mkdir(parents=True)
-    (world.tmp / "dev" / "md" / "cockpit-data").symlink_to("../md127")
+    md_link(world)
     step, ctx = world.step(), world.ctx()
     step.host = host(world, sysfs)
     step.apply(SetStripeCache("/dev/md/cockpit-data", 4096), ctx)
@@ -419,8 +467,7 @@ def test_fresh_host_runs_every_command_in_order(world: World) -> None:
     world.runner = MountingRunner(mountinfo=world.proc / "self" / "mountinfo")
     world.disks = [ROOT, *clean("nvme1n1", "nvme2n1", "nvme3n1")]
     sysfs = fake_sysfs(world.tmp, ["nvme1n1", "nvme2n1", "nvme3n1"])
-    (world.tmp / "dev" / "md").mkdir(parents=True)
-    (world.tmp / "dev" / "md" / "cockpit-data").symlink_to("../md127")
+    md_link(world)
     script_probes(world, *DEVICES)
     commands = [
         CREATE.argv(),

@@ -124,13 +124,25 @@ def superblock_of(disk: Disk) -> Superblock | None:
 
 
 def read_arrays(runner: Runner, *, sysfs: Path = REAL_SYSFS) -> list[MdArray]:
-    """Every md array the kernel knows (sysfs block/md*), with mdadm's name and UUID."""
+    """Every md array the kernel knows (sysfs block/md*), with mdadm's name and UUID. An md
+    device with no array behind it is passed over (empty_node)."""
     arrays = []
     for entry in sorted(_listdir(sysfs / "block")):
         node = sysfs / "block" / entry
-        if entry.startswith("md") and (node / "md").is_dir():
+        if entry.startswith("md") and (node / "md").is_dir() and not empty_node(node):
             arrays.append(read_array(runner, node))
     return arrays
+
+
+def empty_node(node: Path) -> bool:
+    """Whether the md device at sysfs `node` is a shell: no member, no size, no running array
+    (array_state clear or inactive). `mdadm --stop` can leave one, and so can a create killed
+    before it started the array; mdadm --detail fails on it ("does not exist"). It holds no
+    data and no superblock, so there is nothing to protect, and nothing to tell about."""
+    md = node / "md"
+    members = [e for e in _listdir(md) if e.startswith("dev-")]
+    state = _attr(md, "array_state")
+    return not members and _int(_attr(node, "size")) == 0 and state in ("clear", "inactive", "")
 
 
 def read_array(runner: Runner, node: Path) -> MdArray:

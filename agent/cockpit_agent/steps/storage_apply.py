@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cockpit_agent.engine import Ctx
-from cockpit_agent.errors import CommandFailed, UnsafeDevice
+from cockpit_agent.errors import AgentError, CommandFailed, UnsafeDevice
 from cockpit_agent.facts.disks import classify, listed, read_disks
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.state import now
@@ -39,6 +39,7 @@ from cockpit_agent.steps.storage_actions import (
 FS_KEYS = ("fs_uuid", "fstype", "fs_device")
 BLKID_NOTHING = 2  # blkid -p: no signature found
 MDADM_TIMEOUT = 120.0
+SETTLE_TIMEOUT = 30
 MKFS_TIMEOUT = 900.0  # mkfs without discard is quick, but a 30 TB ext4 writes many tables
 
 
@@ -50,9 +51,19 @@ class HostPaths:
     proc: Path = Path("/proc")
     dev: Path = Path("/dev")
 
+    def node(self, device: str) -> Path:
+        """Where `device` (a /dev path) is under this host's /dev."""
+        return self.dev / Path(device).relative_to("/dev")
+
     def kernel_name(self, device: str) -> str:
-        """/dev/md/<name> -> md127, following udev's symlink."""
-        return Path(os.path.realpath(self.dev / Path(device).relative_to("/dev"))).name
+        """/dev/md/<name> -> md127, following udev's symlink (which must exist: a missing
+        one would be taken for a kernel name that is not there); /dev/mdN -> mdN."""
+        if not device.startswith("/dev/md/"):
+            return Path(device).name
+        node = self.node(device)
+        if not node.exists():
+            raise AgentError(f"{device} does not exist (udev has not made it)")
+        return Path(os.path.realpath(node)).name
 
 
 def data(ctx: Ctx) -> dict[str, Any]:
@@ -101,9 +112,21 @@ def _record_lost(action: RecordLost, ctx: Ctx, host: HostPaths) -> None:
             record.pop(stale, None)
 
 
+def _settle(ctx: Ctx, host: HostPaths, device: str) -> None:
+    """Wait for udev to make `device` (/dev/md/<name>), which it does a moment after mdadm
+    returns: every later action names the array by that link."""
+    if host.node(device).exists():
+        return
+    argv = ["udevadm", "settle", f"--exit-if-exists={device}", f"--timeout={SETTLE_TIMEOUT}"]
+    ctx.runner.run(argv, ok=(0, 1), timeout=SETTLE_TIMEOUT + 10)
+    if not host.node(device).exists():
+        raise AgentError(f"{device} did not appear within {SETTLE_TIMEOUT} s of mdadm")
+
+
 def _create_array(action: CreateArray, ctx: Ctx, host: HostPaths) -> None:
     recheck(ctx, action.devices, host)
     ctx.runner.run(action.argv(), timeout=MDADM_TIMEOUT, input="")
+    _settle(ctx, host, action.path)
     data(ctx).update(
         array_uuid=action.uuid,
         array_name=action.name,
@@ -115,6 +138,7 @@ def _create_array(action: CreateArray, ctx: Ctx, host: HostPaths) -> None:
 
 def _assemble(action: AssembleArray, ctx: Ctx, host: HostPaths) -> None:
     ctx.runner.run(action.argv(), timeout=MDADM_TIMEOUT, input="")
+    _settle(ctx, host, f"/dev/md/{action.name}")
 
 
 def _start(action: StartArray, ctx: Ctx, host: HostPaths) -> None:
