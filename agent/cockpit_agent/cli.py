@@ -242,7 +242,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, *, dry_run: bool) -> int:
     """reconcile and plan."""
     from cockpit_agent.engine import Engine  # noqa: PLC0415
-    from cockpit_agent.errors import ConfigError, LockHeld  # noqa: PLC0415
+    from cockpit_agent.errors import ConfigError, LockHeld, StateError  # noqa: PLC0415
     from cockpit_agent.reconcile import reconcile  # noqa: PLC0415
     from cockpit_agent.steps import all_steps  # noqa: PLC0415
 
@@ -270,6 +270,9 @@ def _run(args: argparse.Namespace, *, dry_run: bool) -> int:
     except LockHeld as exc:
         _err(f"{exc}; try again when it finishes, or pass --wait SECONDS")
         return LOCKED
+    except StateError as exc:
+        _err(str(exc))
+        return FAILED
     _report(args, run, dry_run)
     return FAILED if run.result == "failed" else OK
 

@@ -39,13 +39,13 @@ def reconcile(
     """Converge (or, with dry_run, plan) under the run lock; LockHeld if another run has it."""
     engine = engine or Engine(all_steps())
     runner = SubprocessRunner()
-    with run_lock(lock_path, 0.0 if dry_run else wait_seconds):
+    with run_lock(lock_path, wait_seconds, write=not dry_run):
         facts = gather(config, runner)
         for part, error in facts.errors.items():
             log.warning("fact unavailable", part=part, error=error)
-        state, moved = load_for_instance(state_path, facts.instance_id)
+        state, moved = load_for_instance(state_path, facts.instance_id, move=not dry_run)
         if moved is not None:
-            log.warning("state file of another instance moved aside", moved_to=str(moved))
+            log.warning("untrusted state file moved aside", moved_to=str(moved))
         ctx = Ctx(
             runner=runner,
             files=Files(),

@@ -103,28 +103,47 @@ def read_state(path: Path) -> State | None:
     return state
 
 
-def load_for_instance(path: Path, instance_id: str | None) -> tuple[State, Path | None]:
+def load_for_instance(
+    path: Path, instance_id: str | None, *, move: bool = True
+) -> tuple[State, Path | None]:
     """The state for this instance; a file of another instance (or unreadable) is moved aside.
 
-    Returns the state to use and where an untrusted file was moved, if one was.
-    An unknown current instance id (IMDS unreachable) never trusts a file that names one.
+    Returns the state to use and where an untrusted file was moved, if one was. An unknown
+    current instance id (IMDS unreachable) never trusts a file that names one. With
+    `move=False` (a run that writes nothing: plan, --dry-run) an untrusted file is left
+    where it is and a fresh state used in its place.
     """
     try:
         state = read_state(path)
-    except StateError:
-        return State(instance_id=instance_id), _move_aside(path, "invalid")
+    except StateError as exc:
+        _warn("state file unreadable: not trusted", path=str(path), error=str(exc))
+        return State(instance_id=instance_id), _move_aside(path, "invalid") if move else None
     if state is None:
         return State(instance_id=instance_id), None
     if state.instance_id is not None and state.instance_id != instance_id:
-        return State(instance_id=instance_id), _move_aside(path, state.instance_id)
+        _warn(
+            "state file of another instance: not trusted",
+            path=str(path),
+            file_instance=state.instance_id,
+            instance=instance_id or "unknown (IMDS unreachable)",
+        )
+        fresh = State(instance_id=instance_id)
+        return fresh, _move_aside(path, state.instance_id) if move else None
     if state.instance_id is None and instance_id is not None:
         state.instance_id = instance_id
     return state, None
 
 
+def _warn(event: str, **fields: str) -> None:
+    import structlog  # noqa: PLC0415 (only a run that meets an untrusted file pays for it)
+
+    structlog.get_logger("cockpit_agent").warning(event, **fields)
+
+
 def _move_aside(path: Path, tag: str) -> Path:
     stamp = now().strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.{tag}.{stamp}")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)  # ids are data
+    target = path.with_name(f"{path.name}.{safe}.{stamp}")
     os.replace(path, target)
     return target
 
@@ -135,10 +154,30 @@ def save_state(path: Path, state: State) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(path: Path = DEFAULT_LOCK_PATH, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold the run lock; wait up to `wait_seconds` for it, then raise LockHeld with the holder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def run_lock(
+    path: Path = DEFAULT_LOCK_PATH, wait_seconds: float = 0.0, *, write: bool = True
+) -> Iterator[None]:
+    """Hold the run lock; wait up to `wait_seconds` for it, then raise LockHeld with the holder.
+
+    The lock file is never opened through a symlink. Its directory is made 0755 whatever the
+    umask. A run that changes nothing (`write=False`: plan, --dry-run) creates nothing: with
+    no lock file no run holds the lock, and an existing one is locked but not written.
+    """
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
+    if write:
+        _make_dir(path.parent)
+        flags |= os.O_RDWR | os.O_CREAT
+    else:
+        flags |= os.O_RDONLY
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if write:
+            raise
+        yield
+        return
+    except OSError as exc:
+        raise StateError(f"cannot open the run lock {path}: {exc.strerror}") from exc
     try:
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -149,11 +188,19 @@ def run_lock(path: Path = DEFAULT_LOCK_PATH, wait_seconds: float = 0.0) -> Itera
                 if time.monotonic() >= deadline:
                     raise LockHeld(str(path), _holder(fd)) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if write:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def _make_dir(directory: Path, mode: int = 0o755) -> None:
+    """Create `directory` with exactly `mode` (not the caller's umask's idea of it)."""
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, mode)
 
 
 def _holder(fd: int) -> int | None:

@@ -174,3 +174,92 @@ def test_lock_is_released_when_holder_dies(tmp_path: Path) -> None:
     holder.wait()
     with run_lock(lock, wait_seconds=0):
         pass
+
+
+# --- runs that change nothing, and a lock that cannot be turned against a file ---------------
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root` with its bytes (None for directories), symlinks not followed."""
+    return {
+        str(p.relative_to(root)): (None if p.is_dir() and not p.is_symlink() else p.read_bytes())
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("instance", [None, "i-other"], ids=["imds-down", "other-instance"])
+def test_a_dry_run_never_moves_a_state_file_aside(tmp_path: Path, instance: str | None) -> None:
+    # Issue 14: plan with IMDS briefly down moved a valid state away, and status then said
+    # the agent had never run here.
+    path = tmp_path / "state.json"
+    save_state(path, State(instance_id="i-1", step_data={"storage": {"array_uuid": "x"}}))
+    before = tree(tmp_path)
+    state, moved = load_for_instance(path, instance, move=False)
+    assert moved is None and state.step_data == {}  # not trusted, but left where it is
+    assert tree(tmp_path) == before
+
+
+def test_a_dry_run_leaves_a_corrupt_state_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("{not json")
+    state, moved = load_for_instance(path, "i-1", move=False)
+    assert moved is None and state.instance_id == "i-1"
+    assert path.read_text() == "{not json"
+
+
+def test_a_foreign_instance_id_cannot_name_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    save_state(path, State(instance_id="../../i-evil"))
+    _, moved = load_for_instance(path, "i-1")
+    assert moved is not None and moved.parent == tmp_path
+    assert moved.name.startswith("state.json..._.._i-evil.")
+
+
+def test_a_lock_that_writes_nothing_creates_nothing(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / "cockpit-agent" / "lock"
+    with run_lock(lock, write=False):
+        assert not lock.parent.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_that_writes_nothing_still_waits_for_a_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    holder = start_holder(lock, 30)
+    try:
+        with pytest.raises(LockHeld) as err, run_lock(lock, wait_seconds=0.3, write=False):
+            pass
+        assert err.value.pid == holder.pid
+        assert lock.read_text().strip() == str(holder.pid)  # not truncated
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("write", [True, False], ids=["reconcile", "plan"])
+def test_the_lock_never_follows_a_symlink(tmp_path: Path, write: bool) -> None:
+    # Issue 14: a link at the lock path to a file holding data left that file truncated to
+    # a pid, even on `plan`.
+    victim = tmp_path / "precious"
+    victim.write_text("data nobody may lose\n")
+    lock = tmp_path / "lock"
+    lock.symlink_to(victim)
+    with pytest.raises(StateError, match="cannot open the run lock"), run_lock(lock, write=write):
+        pass
+    assert victim.read_text() == "data nobody may lose\n"
+
+
+def test_the_lock_directory_is_0755_whatever_the_umask(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / "lock"
+    old = os.umask(0)
+    try:
+        with run_lock(lock):
+            pass
+    finally:
+        os.umask(old)
+    assert (lock.parent.stat().st_mode & 0o777) == 0o755
+
+
+def test_a_lock_path_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "lock").mkdir()
+    with pytest.raises(StateError, match="cannot open the run lock"), run_lock(tmp_path / "lock"):
+        pass
