@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -165,3 +167,52 @@ def test_endpoint_that_comes_up_late_is_reached(imds_tree: dict[str, Any]) -> No
     finally:
         for s in started:
             s.__exit__(None, None, None)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """A hostile IMDS: PUT gives a token, GET answers as `mode` says."""
+
+    mode = "redirect"
+
+    def do_PUT(self) -> None:
+        self._send(200, b"token")
+
+    def do_GET(self) -> None:
+        if self.mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.2:1/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.mode == "huge":
+            self._send(200, b"x" * (2 << 20))
+        else:  # not UTF-8
+            self._send(200, b"\xff\xfe{}")
+
+    def _send(self, code: int, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("redirect", "with a redirect"), ("huge", "over 1048576 bytes"), ("latin", "not UTF-8")],
+)
+def test_a_hostile_answer_is_the_agents_own_error(
+    mode: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy in the environment must not be used for link-local IMDS either.
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9/")
+    handler = type("H", (_Handler,), {"mode": mode})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c, _ = client(f"http://127.0.0.1:{server.server_address[1]}", boot_wait_seconds=0)
+        with pytest.raises(ImdsError, match=message):
+            c.get(IDENTITY_PATH)
+    finally:
+        server.shutdown()

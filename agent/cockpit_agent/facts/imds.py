@@ -50,12 +50,33 @@ class ImdsInterface(BaseModel):
     interface_id: str | None = None
 
 
+MAX_BODY = 1 << 20  # no IMDS answer the agent reads comes near 1 MiB
+CHUNK = 64 << 10
+
+
 class _Transient(Exception):
     """A failure worth retrying (unreachable, timeout, 5xx)."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """IMDS never redirects; following one would carry the session token to another host."""
+
+    def redirect_request(  # noqa: PLR0917 (urllib.request calls it so)
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> None:
+        raise ImdsError(f"IMDS answered {req.full_url} with a redirect (HTTP {code}); refused")
+
+
+# No proxy from the environment (http_proxy): IMDS is link-local and must be asked directly.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+
+
 class ImdsClient:
-    """IMDSv2 client. `sleep` and `clock` are injectable so tests do not wait."""
+    """IMDSv2 client. `sleep` and `clock` are injectable so tests do not wait.
+
+    One deadline bounds everything a client does (boot_wait_seconds plus five request
+    timeouts): a server that answers a byte at a time cannot hold a command for longer.
+    """
 
     def __init__(
         self,
@@ -69,18 +90,20 @@ class ImdsClient:
         self._sleep = sleep
         self._clock = clock
         self._token: str | None = None
+        self._deadline = clock() + config.boot_wait_seconds + 5 * config.request_timeout_seconds
 
     # -- transport ---------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, headers: dict[str, str]) -> str:
         req = urllib.request.Request(self.base + path, method=method, headers=headers)  # noqa: S310
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise ImdsError(f"IMDS {method} {path}: out of time (endpoint {self.base})")
+        until = min(self._clock() + self.config.request_timeout_seconds, self._deadline)
         try:
             # The endpoint's scheme is limited to http(s) by ImdsConfig.
-            with urllib.request.urlopen(  # noqa: S310
-                req, timeout=self.config.request_timeout_seconds
-            ) as resp:
-                body: bytes = resp.read()
-                return body.decode()
+            with _OPENER.open(req, timeout=min(left, self.config.request_timeout_seconds)) as resp:
+                body = self._read(resp, until)
         except urllib.error.HTTPError as exc:
             if exc.code >= 500:
                 raise _Transient(f"HTTP {exc.code}") from exc
@@ -88,6 +111,21 @@ class ImdsClient:
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Transient(f"unreachable: {reason}") from exc
+        try:
+            return body.decode()
+        except UnicodeDecodeError as exc:
+            raise ImdsError(f"IMDS {path} is not UTF-8 text: {exc}") from exc
+
+    def _read(self, resp: Any, until: float) -> bytes:
+        """The body, at most MAX_BODY bytes, all of it before `until`."""
+        body = b""
+        while chunk := resp.read1(CHUNK):
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise ImdsError(f"IMDS answer over {MAX_BODY} bytes; refused")
+            if self._clock() > until:
+                raise _Transient("unreachable: the answer took longer than the request timeout")
+        return bytes(body)
 
     def _with_retries(self, method: str, path: str, headers: dict[str, str]) -> str:
         """Retry transient failures: while unreachable up to boot_wait, 5xx up to `retries`."""
