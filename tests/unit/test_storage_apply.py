@@ -209,8 +209,9 @@ def test_mkfs_on_the_new_array_needs_it_blank(world: World) -> None:
     mkfs = MakeFilesystem("/dev/md/cockpit-data", "xfs", "cockpit-data", FS_UUID)
     world.runner.expect("blkid", "-p", "-o", "export", "/dev/md/cockpit-data", stdout=XFS_PROBE)
     step, ctx = world.step(), world.ctx()
-    with pytest.raises(UnsafeDevice, match=f"not blank \\(TYPE=xfs, UUID={FS_UUID}\\)"):
+    with pytest.raises(UnsafeDevice, match=f"not blank \\(TYPE=xfs, UUID={FS_UUID}\\)") as exc:
         step.apply(mkfs, ctx)
+    assert "wipefs -a /dev/md/cockpit-data, then run again" in str(exc.value)
     world.runner.expect("blkid", "-p", "-o", "export", "/dev/md/cockpit-data", rc=2)
     world.runner.expect(*mkfs.argv())
     step.apply(mkfs, ctx)

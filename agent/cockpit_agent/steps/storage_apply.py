@@ -93,7 +93,10 @@ def _blank(ctx: Ctx, device: str) -> None:
     result = ctx.runner.run(["blkid", "-p", "-o", "export", device], ok=(0, BLKID_NOTHING))
     if result.rc != BLKID_NOTHING:
         found = _signature_text(result.stdout)
-        raise UnsafeDevice(f"{device} is not blank ({found}); not making a filesystem on it")
+        raise UnsafeDevice(
+            f"{device} is not blank ({found}); not making a filesystem on it "
+            f"(if its data is not needed: wipefs -a {device}, then run again)"
+        )
 
 
 def _signature_text(export: str) -> str:
