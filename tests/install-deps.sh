@@ -45,8 +45,10 @@ fi
 log=/var/log/cockpit-agent-deps.log
 echo "host packages ($*): installing$missing (apt log: $log)"
 export DEBIAN_FRONTEND=noninteractive
+# Another apt (cloud-init at first boot, a second make) may hold dpkg's lock: wait for it.
+lock="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
-if ! { apt-get update -q && apt-get install -y -q --no-install-recommends $missing; } \
+if ! { apt-get $lock update -q && apt-get $lock install -y -q --no-install-recommends $missing; } \
     >>"$log" 2>&1; then
     tail -n 20 "$log" >&2
     echo "host packages: apt-get failed; full log: $log" >&2
