@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import threading
 import time
@@ -63,9 +64,13 @@ class StubState:
 
 
 def lookup(tree: dict[str, Any], path: str) -> Any:
-    """The node at a URL path, or None."""
+    """The node at a URL path, or None. A dated API version (/2021-03-23/...) that the tree
+    does not hold is served from "latest", as IMDS serves every version it knows."""
     node: Any = tree
-    for part in [p for p in path.split("/") if p]:
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0] not in tree and re.fullmatch(r"\d{4}-\d{2}-\d{2}", parts[0]):
+        parts[0] = "latest"
+    for part in parts:
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]

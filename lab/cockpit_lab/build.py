@@ -31,7 +31,16 @@ from cockpit_lab.chroot import (
     partition,
     run,
 )
-from cockpit_lab.recipe import CACHE_DIR, GUEST_DIR, MGMT_GUEST_IP, Recipe, default_recipe
+from cockpit_lab.recipe import (
+    CACHE_DIR,
+    CLOUD_INIT_LOCALE,
+    CLOUD_INIT_PACKAGES,
+    GUEST_DIR,
+    MGMT_GUEST_IP,
+    NETWORK_PACKAGES,
+    Recipe,
+    default_recipe,
+)
 
 IMAGE_NAME = "base.qcow2"
 LVM_VG = "labvg"
@@ -51,7 +60,7 @@ MASKED_UNITS = (
     "mdcheck_continue.timer",
     "mdmonitor-oneshot.timer",
 )
-ENABLED_UNITS = ("systemd-networkd.service", "ssh.service", "cockpit-lab-imds.service")
+ENABLED_UNITS = ("ssh.service", "cockpit-lab-imds.service")
 
 
 def image_path(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
@@ -208,7 +217,7 @@ def _install(
     """Everything done inside the chroot; returns facts for the manifest."""
     with mounted(str(debs), root / "var/cache/apt/archives", "--bind"):
         _timed(timings, "packages", lambda: _install_packages(recipe, root))
-        if recipe.variant != "virt":
+        if not recipe.virt_installed:
             _timed(timings, "package_cache", lambda: _bake_package_cache(recipe, root, debs))
         _timed(timings, "agent_venv", lambda: _agent_venv(recipe, root, wheels))
         _timed(timings, "bootloader", lambda: _bootloader(root, dev))
@@ -266,7 +275,9 @@ def _python_wheels(recipe: Recipe, dest: Path) -> None:
 def _configure(recipe: Recipe, root: Path, uuids: dict[str, str]) -> None:
     """Files written before any package is installed (initramfs-tools reads its config when
     the kernel package is configured, so the initramfs is made once, the lab's way)."""
-    shutil.copytree(GUEST_DIR, root, dirs_exist_ok=True, symlinks=True)
+    for part in ("common", recipe.network):  # files of every image, then of its network stack
+        if (GUEST_DIR / part).is_dir():
+            shutil.copytree(GUEST_DIR / part, root, dirs_exist_ok=True, symlinks=True)
     etc = root / "etc"
     if recipe.root_layout == "lvm":
         root_device = f"/dev/mapper/{LVM_VG}-{LVM_LV}"
@@ -314,8 +325,13 @@ def _apt_install(root: Path, packages: tuple[str, ...], *options: str) -> str:
 
 def _install_packages(recipe: Recipe, root: Path) -> None:
     in_chroot(root, "apt-get", "update", "-q", quiet=True)
-    _apt_install(root, recipe.packages)
-    if recipe.variant == "virt":
+    extra = NETWORK_PACKAGES[recipe.network] + (CLOUD_INIT_PACKAGES if recipe.cloud_init else ())
+    _apt_install(root, recipe.packages + extra)
+    if recipe.cloud_init:  # as on a cloud image: cloud-init finds the locale generated
+        (root / "etc/locale.gen").write_text(f"{CLOUD_INIT_LOCALE} UTF-8\n")
+        in_chroot(root, "locale-gen", quiet=True)
+        (root / "etc/default/locale").write_text(f"LANG={CLOUD_INIT_LOCALE}\n")
+    if recipe.virt_installed:
         _apt_install(root, recipe.virt_packages)
 
 
@@ -367,7 +383,7 @@ def _bootloader(root: Path, dev: str) -> None:
 def _finish(recipe: Recipe, root: Path) -> None:
     # A login for Cockpit (root is kept out of it by the agent's default config); the lab's
     # forwards listen on 127.0.0.1 only.
-    groups = "sudo,libvirt,kvm" if recipe.variant == "virt" else "sudo"
+    groups = "sudo,libvirt,kvm" if recipe.virt_installed else "sudo"
     in_chroot(
         root,
         "useradd",
@@ -381,7 +397,8 @@ def _finish(recipe: Recipe, root: Path) -> None:
     )
     in_chroot(root, "chpasswd", input_text="lab:lab\n", quiet=True)
     (root / "var/log/journal").mkdir(parents=True, exist_ok=True)  # keep earlier boots' logs
-    for unit in ENABLED_UNITS:
+    networkd = ("systemd-networkd.service",) if recipe.network != "networkmanager" else ()
+    for unit in (*networkd, *ENABLED_UNITS):
         in_chroot(root, "systemctl", "enable", unit, quiet=True)
     in_chroot(root, "systemctl", "mask", *MASKED_UNITS, quiet=True)
     gateway = MGMT_GUEST_IP.rsplit(".", 1)[0]

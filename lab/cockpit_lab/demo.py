@@ -49,8 +49,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--variant",
         choices=VARIANTS,
-        default="virt",
-        help="image variant (virt: the virtualisation packages baked in)",
+        default="stock",
+        help="image variant (stock: an EC2 AMI with cloud-init and the virtualisation stack)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run directory at exit")
     args = parser.parse_args(argv)

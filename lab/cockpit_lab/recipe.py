@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 LAB_DIR = Path(__file__).resolve().parent.parent
@@ -75,12 +75,21 @@ VIRT_PACKAGES = (
     "virtinst",
 )
 
-# Image variants: "base" has the virtualisation packages only in its apt cache (the scenario
-# about installing them installs from there, never from a mirror); "virt" has them installed,
-# as an AMI bake would.
-# "lvm" is "base" with its root filesystem on an LVM logical volume (labvg/root) whose PV is
-# the disk's last partition.
-VARIANTS = ("base", "virt", "lvm")
+# What each network stack adds to the image. "networkd": systemd-networkd with the lab's own
+# .network files (lab/guest/networkd), as on the lab's first images. "netplan": netplan.io
+# over networkd, its YAML written by cloud-init from IMDS (50-cloud-init.yaml, NICs matched by
+# MAC), as on Ubuntu and Debian cloud images. "networkmanager": NetworkManager, its keyfiles
+# written by cloud-init, as on RHEL, Rocky and Amazon Linux-style hosts.
+NETWORK_PACKAGES = {
+    "networkd": (),
+    "netplan": ("netplan.io",),
+    "networkmanager": ("network-manager",),
+}
+# cloud-init as an EC2 AMI has it; isc-dhcp-client is what its EC2 datasource uses for the
+# ephemeral DHCP lease of its local stage (before the network is up); locales, with the
+# default locale generated at build time, is what cloud-init's locale module expects.
+CLOUD_INIT_PACKAGES = ("cloud-init", "isc-dhcp-client", "locales")
+CLOUD_INIT_LOCALE = "en_US.UTF-8"
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,9 @@ class Recipe:
     security_mirror: str = "http://deb.debian.org/debian-security"
     variant: str = "base"
     root_layout: str = "plain"  # or "lvm"
+    cloud_init: bool = False
+    network: str = "networkd"  # a key of NETWORK_PACKAGES
+    virt_installed: bool = False  # else only in the image's apt cache
     packages: tuple[str, ...] = BASE_PACKAGES
     virt_packages: tuple[str, ...] = VIRT_PACKAGES
     disk_size: str = "4G"
@@ -111,6 +123,20 @@ class Recipe:
         return h.hexdigest()[:16]
 
 
+# Image variants. "base": no cloud-init, networkd with the lab's own files, the
+# virtualisation packages only in its apt cache (the scenario about installing them installs
+# from there, never from a mirror). "stock": what users bake from, a stock EC2 AMI: cloud-init
+# active (EC2 datasource from the lab's SMBIOS identity and IMDS), netplan over networkd, and
+# the virtualisation packages installed as an AMI bake does. "lvm": the root filesystem on an
+# LVM logical volume (labvg/root) whose PV is the disk's last partition, cloud-init active,
+# NetworkManager, as RHEL-family AMIs are laid out.
+VARIANTS: dict[str, Recipe] = {
+    "base": Recipe(),
+    "stock": Recipe(cloud_init=True, network="netplan", virt_installed=True),
+    "lvm": Recipe(root_layout="lvm", cloud_init=True, network="networkmanager"),
+}
+
+
 def _hashed_files() -> list[Path]:
     code = [LAB_DIR / "cockpit_lab" / name for name in ("recipe.py", "build.py", "chroot.py")]
     guest = [p for p in GUEST_DIR.rglob("*") if p.is_file()]
@@ -125,8 +151,7 @@ def agent_dependencies(pyproject: Path = REPO_DIR / "pyproject.toml") -> tuple[s
 
 
 def default_recipe(variant: str = "base") -> Recipe:
-    """The recipe of an image variant ("base" or "virt")."""
+    """The recipe of an image variant (a key of VARIANTS)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown lab image variant {variant!r} (known: {', '.join(VARIANTS)})")
-    layout = "lvm" if variant == "lvm" else "plain"
-    return Recipe(variant=variant, root_layout=layout, python_deps=agent_dependencies())
+    return replace(VARIANTS[variant], variant=variant, python_deps=agent_dependencies())

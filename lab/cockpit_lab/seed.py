@@ -28,6 +28,8 @@ from cockpit_lab.recipe import CACHE_DIR, LNI_GUEST_IP, LNI_MAC, MGMT_GUEST_IP, 
 GUEST_VENV = "/opt/cockpit-agent/venv"
 GUEST_PYTHON = (3, 11)  # Debian 12's python3: the staged .pyc and the baked wheels need it
 FIXTURE_TREE = REPO_DIR / "tests/fixtures/imds/outposts-server.json"
+# The IMDS stand-in (standard library only): the guest runs it with its own python3.
+IMDS_STUB = REPO_DIR / "agent/cockpit_agent/imds_stub.py"
 
 LAB_CONFIG = """\
 # The lab's agent configuration (written by lab/cockpit_lab/seed.py).
@@ -223,6 +225,7 @@ def write_seed(
         "etc/cockpit-agent/config.toml": (config.encode(), 0o644),
         "imds.json": (json.dumps(imds_tree(instance_id), indent=2).encode(), 0o644),
         "authorized_keys": (public_key.encode(), 0o600),
+        "imds_stub.py": (IMDS_STUB.read_bytes(), 0o644),
     }
     staged = sorted(p for p in venv.rglob("*") if p.is_file())
     for file in staged:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -36,7 +37,7 @@ from cockpit_lab.recipe import (
     MGMT_NET,
     REPO_DIR,
 )
-from cockpit_lab.seed import LAB_CONFIG, staged_agent, write_seed
+from cockpit_lab.seed import LAB_CONFIG, imds_tree, staged_agent, write_seed
 
 RUNS_DIR = Path(os.environ.get("COCKPIT_LAB_RUNS", REPO_DIR / "runs"))
 KEY_PATH = CACHE_DIR / "ssh" / "id_ed25519"
@@ -66,6 +67,8 @@ class LabSpec:
     extra_config: str = ""
     # No way out of the QEMU user networks (restrict=on): no mirror, no DNS; forwards still work.
     offline: bool = False
+    # False: the LNI's cable is unplugged from QEMU's start (Lab.set_link plugs it).
+    lni_cable: bool = True
 
 
 @dataclass
@@ -259,6 +262,7 @@ class Lab:
             str(self.run_dir / PID_FILE),
             "-fw_cfg",
             f"name=opt/cockpit-lab/seed,file={self.seed}",
+            *self.smbios_argv(),
             "-object",
             "rng-random,filename=/dev/urandom,id=rng0",
             "-device",
@@ -292,6 +296,21 @@ class Lab:
             f"virtio-net-pci,netdev=lni,mac={LNI_MAC}",
         ]
         return argv
+
+    def smbios_argv(self) -> list[str]:
+        """The firmware identity of an EC2 Nitro instance, which cloud-init's ds-identify and
+        the agent read from DMI: vendor "Amazon EC2" everywhere, the instance type as the
+        product, and a system UUID and serial number that both start with "ec2"."""
+        digest = hashlib.sha256(self.instance_id.encode()).hexdigest()
+        uuid = f"ec2{digest[:5]}-{digest[5:9]}-{digest[9:13]}-{digest[13:17]}-{digest[17:29]}"
+        kind = imds_tree(self.instance_id)["latest"]["meta-data"]["instance-type"]
+        vendor = "Amazon EC2"
+        return [
+            "-smbios", f"type=0,vendor={vendor},version=1.0",
+            "-smbios", f"type=1,manufacturer={vendor},product={kind},serial={uuid},uuid={uuid}",
+            "-smbios", f"type=2,manufacturer={vendor}",
+            "-smbios", f"type=3,manufacturer={vendor},asset={vendor}",
+        ]  # fmt: skip
 
     def boot(self, timeout: float = 600) -> None:
         """Start the guest (first boot of a fresh instance, or after shutdown) and wait for SSH.
@@ -355,6 +374,8 @@ class Lab:
             # A forward's port taken between our probe and QEMU's bind (another lab starting
             # at the same moment) makes QEMU exit at once: retry with fresh ports.
             time.sleep(1)
+            if self.running and not self.spec.lni_cable:
+                self.set_link("lni", up=False)
             if self.running or "host forwarding" not in self._qemu_log_tail():
                 return
             self.timings.boots.pop()
@@ -459,6 +480,33 @@ class Lab:
         if check and proc.returncode != 0:
             raise LabError(f"ssh {cmd!r} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
         return proc
+
+    def qmp(self, command: str, **arguments: object) -> object:
+        """Run one QMP command on this guest's QEMU and return its answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            sock.connect(str(self.run_dir / "qmp.sock"))
+            stream = sock.makefile("rw")
+            stream.readline()  # the greeting
+            answer: dict[str, object] = {}
+            requests: list[dict[str, object]] = [
+                {"execute": "qmp_capabilities"},
+                {"execute": command, "arguments": arguments},
+            ]
+            for request in requests:
+                stream.write(json.dumps(request) + "\n")
+                stream.flush()
+                while True:  # events may come before the answer
+                    answer = json.loads(stream.readline())
+                    if "return" in answer or "error" in answer:
+                        break
+                if "error" in answer:
+                    raise LabError(f"QMP {request['execute']}: {answer['error']}")
+            return answer["return"]
+
+    def set_link(self, nic: str, up: bool) -> None:
+        """Plug or unplug the cable of NIC "mgmt" or "lni" (the guest sees its carrier go)."""
+        self.qmp("set_link", name=nic, up=up)
 
     def boot_id(self) -> str:
         """The guest kernel's boot id (changes at every boot)."""

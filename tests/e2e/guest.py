@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import ssl
+import urllib.request
 from typing import Any
 
 from cockpit_lab.vm import Lab
@@ -53,3 +55,28 @@ def links(lab: Lab) -> dict[str, dict[str, Any]]:
 
 def ipv4(link: dict[str, Any]) -> list[str]:
     return [a["local"] for a in link["addr_info"] if a["family"] == "inet"]
+
+
+def tear_down(wipe: bool) -> str:
+    """Shell that takes the array apart as an admin would; `wipe` first erases the
+    filesystem's signature (else a new array over the same members shows it again)."""
+    return f"""
+set -e
+members=$(mdadm --detail --export {ARRAY} | sed -n 's/^MD_DEVICE_.*_DEV=//p')
+umount {MP}
+{f"wipefs -a -q {ARRAY}" if wipe else ""}
+mdadm --stop {ARRAY}
+for m in $members; do mdadm --zero-superblock "$m"; done
+udevadm settle
+"""
+
+
+def cockpit_login_page(port: int) -> str:
+    """Cockpit's login page through a forward on 127.0.0.1 (its certificate is self-signed)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    url = f"https://127.0.0.1:{port}/"
+    with urllib.request.urlopen(url, timeout=60, context=context) as resp:
+        assert resp.status == 200
+        return resp.read().decode(errors="replace")  # type: ignore[no-any-return]

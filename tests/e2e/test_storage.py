@@ -17,9 +17,17 @@ from typing import Any
 import pytest
 from cockpit_lab.seed import LAB_CONFIG
 from cockpit_lab.vm import Lab, LabSpec
-from tests.e2e.guest import ARRAY, MP, by_serial, export, fs_uuid, members, sh, step_record
+from tests.e2e.guest import (
+    ARRAY,
+    MP,
+    by_serial,
+    export,
+    members,
+    sh,
+    step_record,
+)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.extended]
 
 # The other steps are proven elsewhere; here they would only add minutes under TCG.
 OTHERS_OFF = "\n[virt]\nenabled = false\n\n[lni]\nenabled = false\n"
@@ -128,58 +136,3 @@ def test_two_drives_give_raid1(raid1: Lab) -> None:
 
 
 # --- an array torn down by hand ------------------------------------------------------------
-
-
-def tear_down(wipe: bool) -> str:
-    """Shell that takes the array apart as an admin would; `wipe` first erases the
-    filesystem's signature (else a new array over the same members shows it again)."""
-    return f"""
-set -e
-members=$(mdadm --detail --export {ARRAY} | sed -n 's/^MD_DEVICE_.*_DEV=//p')
-umount {MP}
-{f"wipefs -a -q {ARRAY}" if wipe else ""}
-mdadm --stop {ARRAY}
-for m in $members; do mdadm --zero-superblock "$m"; done
-udevadm settle
-"""
-
-
-def reconcile_storage(lab: Lab) -> tuple[int, dict[str, Any], str]:
-    proc = lab.ssh("cockpit-agent reconcile --only storage", check=False, timeout=600)
-    return proc.returncode, step_record(lab, "storage"), proc.stdout + proc.stderr
-
-
-def test_storage_alone_rebuilds_a_torn_down_array_every_time(raid1: Lab) -> None:
-    # Issue 14: right after `mdadm --create`, udev had not yet made /dev/md/cockpit-data, and
-    # the next action wrote to /sys/block/cockpit-data/... (4 of 6 tries failed); and the
-    # empty md node that `mdadm --stop` leaves blocked every later plan. `--only storage`
-    # goes straight to the create, with no other step to give udev time.
-    lab = raid1
-    for attempt in range(3):
-        sh(lab, tear_down(wipe=True))
-        rc, record, output = reconcile_storage(lab)
-        assert rc == 0, (attempt, record, output)
-        assert (record["status"], record["error"]) == ("changed", None), (attempt, record)
-        assert sh(lab, f"findmnt -n -o FSTYPE {MP}").strip() == "xfs"
-        plan = json.loads(sh(lab, "cockpit-agent --json plan"))
-        [storage] = [s for s in plan["steps"] if s["name"] == "storage"]
-        assert storage["planned"] == [], (attempt, storage)
-
-
-def test_a_new_array_that_shows_an_old_filesystem_is_not_formatted(raid1: Lab) -> None:
-    # Superblocks zeroed but the data left: the new array over the same members shows the old
-    # XFS, which the agent no longer knows as its own. It refuses to format it and says how
-    # to let it; once the admin wipes it, the next run builds the filesystem.
-    lab = raid1
-    old = fs_uuid(lab)
-    sh(lab, tear_down(wipe=False))
-    rc, record, output = reconcile_storage(lab)
-    assert rc == 1, (record, output)
-    assert record["status"] == "failed", record
-    assert "is not blank (TYPE=xfs" in record["error"], record
-    assert f"wipefs -a {ARRAY}" in record["error"], record
-    assert fs_uuid(lab) == old  # nothing was written over it
-    sh(lab, f"wipefs -a -q {ARRAY}")
-    rc, record, output = reconcile_storage(lab)
-    assert rc == 0, (record, output)
-    assert fs_uuid(lab) not in ("", old)
