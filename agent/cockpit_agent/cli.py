@@ -286,9 +286,9 @@ def _report(args: argparse.Namespace, run: RunRecord, dry_run: bool) -> None:
         print(f"{len(planned)} action(s) planned" + (":" if planned else ""))
         for name, action in planned:
             print(f"  {name}: {action}")
+        print("steps:")
         for step in run.steps:
-            if step.error or step.status in ("blocked", "skipped"):
-                print(f"  {step.name}: {step.status}: {step.error or step.summary}")
+            print(f"  {step.name}: {step.status}: {step.error or step.summary}")
         return
     _print_run(run.model_dump(mode="json"))
 

@@ -109,6 +109,16 @@ def test_reconcile_records_a_run_then_status_shows_it(lab: dict[str, str]) -> No
     assert run["run_id"] in status.stdout
 
 
+def test_plan_prints_the_actions_then_each_steps_summary(lab: dict[str, str]) -> None:
+    proc = cli("plan", *opts(lab))
+
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["0 action(s) planned", "steps:"]
+    assert "  rootfs: skipped: disabled in the configuration" in lines
+    assert len(lines) == 2 + 4  # one line per step
+
+
 def test_status_exit_codes(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     assert cli("status", "--state", str(path)).returncode == 2
