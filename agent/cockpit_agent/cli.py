@@ -169,6 +169,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(state)
     else:
         print(f"instance {state.get('instance_id') or 'unknown'}  (state {args.state})")
+        where = (last or {}).get("location") or {}
+        if where.get("summary"):
+            print(f"location {where['summary']}")
         if last is None:
             print("no run recorded")
         else:

@@ -62,6 +62,10 @@ def test_partition_pv_lv_and_ext4_fill_the_disk(lab: Lab) -> None:
         "grow the ext4 filesystem on /",
     ):
         assert any(what in action for action in record["actions"]), (what, record["actions"])
+    # This image has no cloud-init: the summary and the findings say the agent grows it all.
+    assert record["summary"].endswith("the agent grows every layer (cloud-init is not installed)")
+    codes = [f["code"] for f in record["findings"]]
+    assert codes == ["rootfs-grown", "rootfs-growth-by-agent"], record["findings"]
 
 
 def test_reboot_plans_nothing(lab: Lab) -> None:
