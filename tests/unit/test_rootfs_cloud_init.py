@@ -221,18 +221,6 @@ def test_growpart_entries_in_any_spelling_count(tmp_path: Path, modules: str) ->
     assert read_cloud_init_growth(files, PLAIN).grows == ["partition 1"]
 
 
-def test_growpart_missing_from_the_module_lists(tmp_path: Path) -> None:
-    files = host(tmp_path)
-    files.write(
-        "/etc/cloud/cloud.cfg.d/50-modules.cfg", "cloud_init_modules:\n - migrator\n - resizefs\n"
-    )
-
-    growth = read_cloud_init_growth(files, PLAIN)
-
-    assert growth.grows == []
-    assert "growpart is not in its module lists" in growth.detail
-
-
 @pytest.mark.parametrize(
     ("value", "runs", "background"),
     [("false", False, False), ("noblock", True, True), ("0", False, False), ("true", True, False)],
@@ -252,33 +240,37 @@ def test_resize_rootfs_decides_resizefs(
 # --- which devices growpart names ------------------------------------------------------------
 
 
-def test_growpart_devices_naming_the_pv_partition_grow_partition_and_pv(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("chain", "dropin", "grows", "words"),
+    [
+        (LVM, "growpart:\n  devices: [/, /dev/nvme0n1p3]\n", ["partition 3", "the PV"], ""),
+        (LVM, 'growpart: {devices: ["/dev/mapper/vg-root"]}\n', [], "device-mapper root"),
+        (PLAIN, "growpart:\n  devices:\n    - /data\n", [], "devices ['/data'] do not name"),
+        (PLAIN, "cloud_init_modules: [migrator, resizefs]\n", [], "growpart is not in its module"),
+    ],
+)
+def test_what_growpart_grows_by_its_devices_and_modules(
+    tmp_path: Path, chain: RootChain, dropin: str, grows: list[str], words: str
+) -> None:
     files = host(tmp_path)
-    files.write("/etc/cloud/cloud.cfg.d/50-pv.cfg", "growpart:\n  devices: [/, /dev/nvme0n1p3]\n")
+    files.write("/etc/cloud/cloud.cfg.d/50-test.cfg", dropin)
 
-    assert read_cloud_init_growth(files, LVM).grows == ["partition 3", "the PV"]
+    growth = read_cloud_init_growth(files, chain)
+
+    assert growth.grows == grows
+    assert words in growth.detail
 
 
-def test_growpart_devices_naming_the_lv_are_skipped(tmp_path: Path) -> None:
-    files = host(tmp_path)
-    files.write(
-        "/etc/cloud/cloud.cfg.d/50-lv.cfg", 'growpart: {devices: ["/dev/mapper/vg-root"]}\n'
+def test_a_partition_that_is_not_last_is_grown_by_no_one(tmp_path: Path) -> None:
+    assert PLAIN.partition is not None
+    chain = PLAIN.model_copy(
+        update={"partition": PLAIN.partition.model_copy(update={"followed_by": ["nvme0n1p2"]})}
     )
 
-    growth = read_cloud_init_growth(files, LVM)
+    growth = read_cloud_init_growth(host(tmp_path), chain)
 
     assert growth.grows == []
-    assert "device-mapper root" in growth.detail
-
-
-def test_growpart_devices_without_the_root(tmp_path: Path) -> None:
-    files = host(tmp_path)
-    files.write("/etc/cloud/cloud.cfg.d/50-data.cfg", "growpart:\n  devices:\n    - /data\n")
-
-    growth = read_cloud_init_growth(files, PLAIN)
-
-    assert growth.grows == []
-    assert "devices ['/data'] do not name the root" in growth.detail
+    assert "partition 1 is not the last on its disk" in growth.detail
 
 
 # --- files cloud-init would not read as configuration -----------------------------------------
@@ -324,3 +316,12 @@ def test_files_not_named_cfg_are_not_read(tmp_path: Path) -> None:
     files.write("/etc/cloud/cloud.cfg.d/90-off.cfg.disabled", "growpart: {mode: 'off'}\n")
 
     assert read_cloud_init_growth(files, PLAIN).grows == ["partition 1", "the filesystem"]
+
+
+def test_an_unreadable_file_is_the_agents_error_naming_it(tmp_path: Path) -> None:
+    files = host(tmp_path)
+    files.path("/etc/cloud/cloud.cfg").unlink()
+    files.path("/etc/cloud/cloud.cfg").mkdir()
+
+    with pytest.raises(AgentError, match=r"^/etc/cloud/cloud.cfg: cannot read .*: Is a directory$"):
+        read_cloud_init_growth(files, PLAIN)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from cockpit_agent.engine import Ctx, Engine
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.rootfs import RootChain
+from cockpit_agent.facts.sysfs import processes_named
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import PACKAGE_OF, SubprocessRunner
 from cockpit_agent.steps.rootfs import RootfsStep
@@ -423,29 +426,43 @@ def test_before_cloud_init_has_run_nothing_is_measured_or_planned(
 def test_amazon_linux_background_resize_is_waited_for(tmp_path: Path) -> None:
     """resize_rootfs: noblock lets the init stage finish while resizefs' resize still runs:
     the agent does not grow the filesystem beside it."""
-    data = on_root(scenario("xfs-dos-converged"))
-    ctx = ctx_for(data, tmp_path)
+    ctx = ctx_for(on_root(scenario("xfs-dos-converged")), tmp_path)
     with_cloud_init(ctx, "amazonlinux2023")
-    runner = ctx.runner
-    assert isinstance(runner, FakeRunner)
-    pgrep = ("pgrep", "--exact", "--list-full", "resize2fs|xfs_growfs")
-    runner.expect(*pgrep, stdout="812 xfs_growfs /\n")
+    ctx.files.write("/proc/1/comm", "systemd\n")
+    ctx.files.write("/proc/812/comm", "xfs_growfs\n")
+    ctx.files.write("/proc/812/cmdline", "xfs_growfs\0/\0")
     step = RootfsStep()
 
     observed = step.observe(ctx)
 
     assert step.plan(observed, ctx) == []
-    assert runner.calls == [pgrep]
+    assert isinstance(ctx.runner, FakeRunner) and ctx.runner.calls == []
     assert [f.code for f in step.verify(ctx, observed)] == ["rootfs-waiting-for-cloud-init"]
     assert "in the background (812 xfs_growfs /)" in step.summarize(observed)
 
-    runner.expect(*pgrep, rc=1)  # the resize has finished: measure and judge as usual
+    ctx.files.path("/proc/812/comm").unlink()  # the resize has ended: measure, judge as usual
     observed = step.observe(ctx)
     assert step.plan(observed, ctx) == []
     assert [f.code for f in step.verify(ctx, observed)] == [
         "rootfs-grown",
         "rootfs-growth-shared-with-cloud-init",
     ]
+
+
+def test_processes_are_found_by_name_in_the_real_proc() -> None:
+    mine: list[str] = []
+    with subprocess.Popen(["sleep", "30"]) as sleeper:
+        try:
+            for _ in range(100):  # until the child has exec'd: its name is python's before
+                found = processes_named(Path("/proc"), ("sleep", "xfs_growfs"))
+                mine = [p for p in found if p.startswith(f"{sleeper.pid} ")]
+                if mine:
+                    break
+                time.sleep(0.05)
+        finally:
+            sleeper.kill()
+
+    assert mine == [f"{sleeper.pid} sleep 30"]
 
 
 def test_a_broken_cloud_init_file_fails_the_step_with_its_name(tmp_path: Path) -> None:

@@ -104,6 +104,8 @@ def _load(path: Path, name: str) -> dict[str, Any]:
         data = yaml.safe_load(path.read_bytes())
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise AgentError(f"{name}: cannot read cloud-init's configuration: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -182,21 +184,21 @@ def _layers_grown(
     the partition it grew. resizefs fills the root filesystem's device: a layer of its own
     only when nothing the agent grows lies below it.
     """
+    if devices is None:
+        return [], ""  # growpart does not run (the caller says why): nothing below resizefs grew
     part = chain.partition
     root_names = {chain.mountpoint, chain.source, *([chain.device.path] if chain.device else [])}
-    named = bool(set(devices or []) & root_names)
+    named = bool(set(devices) & root_names)
     grows: list[str] = []
     skipped = ""
-    if devices is None:
-        pass  # growpart does not run: the caller says why
-    elif part and part.device.path in devices:
+    if (part and part.device.path in devices) or (named and part and not chain.lv):
         grows.append(f"partition {part.number}")
     elif named and chain.lv:
         skipped = f"its growpart skips the device-mapper root {chain.lv.device.path}"
-    elif named and part:
-        grows.append(f"partition {part.number}")
     elif part:
         skipped = f"its growpart devices {devices} do not name the root"
+    if part and grows and not part.last:
+        return [], f"partition {part.number} is not the last on its disk, growpart cannot grow it"
     if grows and chain.lv:
         grows.append("the PV")
     if resizefs and grows and not chain.lv:
@@ -207,10 +209,10 @@ def _layers_grown(
 def _unfinished(files: Files, stages: list[str]) -> list[str]:
     """The stages that have not finished in this boot, by cloud-init's status.json."""
     try:
-        status = json.loads(files.read(STATUS_JSON) or "{}").get("v1") or {}
-    except (ValueError, AttributeError):
-        status = {}
-    finished = {s for s, v in status.items() if isinstance(v, dict) and v.get("finished")}
+        status = json.loads(files.read(STATUS_JSON) or "{}")["v1"]
+        finished = {s for s, v in status.items() if isinstance(v, dict) and v.get("finished")}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        finished = set()  # no status of this boot yet, or not one cloud-init wrote
     return [s for s in stages if s not in finished]
 
 

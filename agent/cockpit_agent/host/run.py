@@ -35,7 +35,6 @@ PACKAGE_OF: Mapping[str, str] = {
     "blkid": "util-linux",
     "wipefs": "util-linux",
     "virsh": "libvirt-clients",
-    "pgrep": "procps (Debian/Ubuntu) or procps-ng (RHEL/Fedora/Amazon Linux)",
 }
 
 

@@ -25,6 +25,7 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.facts.rootfs import RootChain
 from cockpit_agent.facts.rootfs_cloud_init import CloudInitGrowth, read_cloud_init_growth
+from cockpit_agent.facts.sysfs import processes_named
 from cockpit_agent.steps.rootfs_actions import (
     ExtendLogicalVolume,
     GrowFilesystem,
@@ -36,7 +37,7 @@ from cockpit_agent.steps.rootfs_actions import (
 from cockpit_agent.steps.rootfs_measure import Hold, RootObserved, measure_chain
 
 GROWROOT_DISABLED = "/etc/growroot-disabled"
-RESIZERS = "resize2fs|xfs_growfs"  # what cloud-init's resizefs runs for ext2/3/4 and XFS
+RESIZERS = ("resize2fs", "xfs_growfs")  # what cloud-init's resizefs runs for ext2/3/4 and XFS
 MIB = 1024**2
 
 
@@ -152,8 +153,7 @@ def _waiting(cloud: CloudInitGrowth, ctx: Ctx) -> Hold | None:
 
 def _resizing(ctx: Ctx) -> str:
     """The filesystem grow tools running now, as `pid command line`; "" when none."""
-    result = ctx.runner.run(["pgrep", "--exact", "--list-full", RESIZERS], ok=(0, 1))
-    return "; ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
+    return "; ".join(processes_named(ctx.files.path("/proc"), RESIZERS))
 
 
 def _growers(cloud: CloudInitGrowth) -> str:
