@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cockpit_agent.facts.location import Dmi, locate, read_dmi
+from cockpit_agent.facts.location import Dmi, Location, locate, read_dmi
 
 # What the firmware of an EC2 Nitro instance presents (dmidecode of an m5.large: manufacturer
 # "Amazon EC2", product name the instance type, UUID ec2...; board asset tag the instance id).
@@ -129,3 +129,11 @@ def test_no_dmi_at_all(tmp_path: Path) -> None:
 
     assert dmi == Dmi()
     assert locate(dmi).summary == "not EC2 (no DMI)"
+
+
+def test_a_stored_location_with_a_newer_agents_field_still_loads(tmp_path: Path) -> None:
+    stored = locate(read_dmi(sysfs(tmp_path, NITRO)), "m5.large").model_dump(mode="json")
+    stored["rack"] = "r-1"
+    stored["dmi"]["board_serial"] = "x"
+
+    assert Location.model_validate(stored).summary == stored["summary"]

@@ -20,6 +20,8 @@ import re
 import uuid
 from pathlib import Path
 
+from pydantic import ConfigDict
+
 from cockpit_agent.facts.model import Frozen
 from cockpit_agent.facts.sysfs import attr
 
@@ -29,8 +31,15 @@ VENDOR_FIELDS = ("sys_vendor", "bios_vendor", "board_vendor", "chassis_vendor", 
 METAL = re.compile(r"\.metal(-|$)")
 
 
+# Both are kept in the state file: a field a newer agent adds must not make an older one
+# (after a rollback) distrust the whole file, so unknown fields are ignored, not refused.
+_STORED = ConfigDict(frozen=True, extra="ignore")
+
+
 class Dmi(Frozen):
     """The DMI fields the agent reads ("" where absent or unreadable)."""
+
+    model_config = _STORED
 
     sys_vendor: str = ""
     bios_vendor: str = ""
@@ -44,6 +53,8 @@ class Dmi(Frozen):
 
 class Location(Frozen):
     """Where this host runs, and what said so."""
+
+    model_config = _STORED
 
     ec2: bool
     metal: bool = False
