@@ -6,7 +6,9 @@
 #
 #   venv         what the virtual environment builds against (systemd-python is compiled)
 #   integration  loop devices, partitions, filesystems, network namespaces, systemd-analyze,
-#                the lab driver with a stand-in emulator (qemu-img, ssh-keygen)
+#                the lab driver with a stand-in emulator (qemu-img, ssh-keygen); cloud-init's
+#                own code (unpacked, never installed: its units must not run here) and the
+#                Python libraries it imports, to read cloud-init's configuration as it does
 #   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
 set -eu
@@ -15,11 +17,23 @@ group_packages() {
     case "$1" in
     venv) echo "python3 python3-venv python3-dev gcc pkg-config libsystemd-dev" ;;
     integration) echo "systemd udev util-linux mount fdisk gdisk e2fsprogs xfsprogs btrfs-progs
-        cloud-guest-utils iproute2 dnsmasq-base isc-dhcp-client qemu-utils openssh-client" ;;
+        cloud-guest-utils iproute2 dnsmasq-base isc-dhcp-client qemu-utils openssh-client
+        python3-yaml python3-requests python3-jinja2 python3-jsonpatch python3-jsonschema
+        python3-configobj python3-netifaces" ;;
     lab) echo "qemu-system-x86 qemu-utils debootstrap debian-archive-keyring gdisk util-linux
         mount e2fsprogs xfsprogs openssh-client lvm2" ;;
     browser) echo "chromium" ;;
     *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser)" >&2; exit 2 ;;
+    esac
+}
+
+# Packages whose files a test reads but whose services must never run on this machine:
+# unpacked (apt-get download, dpkg -x) under $UNPACKED/<package>, not installed.
+UNPACKED=/var/cache/cockpit-agent-deps
+group_unpacked() {
+    case "$1" in
+    integration) echo "cloud-init" ;;
+    *) ;;
     esac
 }
 
@@ -34,23 +48,42 @@ for pkg in $wanted; do
     dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' \
         || missing="$missing $pkg"
 done
-if [ -z "$missing" ]; then
+unpack=""
+for group in "$@"; do
+    for pkg in $(group_unpacked "$group"); do
+        [ -d "$UNPACKED/$pkg" ] || unpack="$unpack $pkg"
+    done
+done
+if [ -z "$missing$unpack" ]; then
     echo "host packages ($*): all installed"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-    echo "host packages missing:$missing; run this as root (apt-get install)" >&2
+    echo "host packages missing:$missing$unpack; run this as root (apt-get install)" >&2
     exit 1
 fi
 log=/var/log/cockpit-agent-deps.log
-echo "host packages ($*): installing$missing (apt log: $log)"
+echo "host packages ($*):${missing:+ installing$missing}${unpack:+ unpacking$unpack}" \
+    "(apt log: $log)"
 export DEBIAN_FRONTEND=noninteractive
 # Another apt (cloud-init at first boot, a second make) may hold dpkg's lock: wait for it.
 lock="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
-if ! { apt-get $lock update -q && apt-get $lock install -y -q --no-install-recommends $missing; } \
-    >>"$log" 2>&1; then
+if ! { apt-get $lock update -q && { [ -z "$missing" ] \
+    || apt-get $lock install -y -q --no-install-recommends $missing; }; } >>"$log" 2>&1; then
     tail -n 20 "$log" >&2
     echo "host packages: apt-get failed; full log: $log" >&2
     exit 1
 fi
+for pkg in $unpack; do
+    tmp=$(mktemp -d)
+    # shellcheck disable=SC2086
+    if ! { (cd "$tmp" && apt-get $lock download -q "$pkg") && dpkg -x "$tmp/${pkg}"_*.deb \
+        "$tmp/root" && mkdir -p "$UNPACKED" && mv "$tmp/root" "$UNPACKED/$pkg"; } >>"$log" 2>&1
+    then
+        tail -n 20 "$log" >&2
+        echo "host packages: unpacking $pkg failed; full log: $log" >&2
+        exit 1
+    fi
+    rm -rf "$tmp"
+done

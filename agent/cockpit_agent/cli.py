@@ -169,6 +169,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         _out(state)
     else:
         print(f"instance {state.get('instance_id') or 'unknown'}  (state {args.state})")
+        where = (last or {}).get("location") or {}
+        if where.get("summary"):
+            print(f"location {where['summary']}")
         if last is None:
             print("no run recorded")
         else:
@@ -286,9 +289,9 @@ def _report(args: argparse.Namespace, run: RunRecord, dry_run: bool) -> None:
         print(f"{len(planned)} action(s) planned" + (":" if planned else ""))
         for name, action in planned:
             print(f"  {name}: {action}")
+        print("steps:")
         for step in run.steps:
-            if step.error or step.status in ("blocked", "skipped"):
-                print(f"  {step.name}: {step.status}: {step.error or step.summary}")
+            print(f"  {step.name}: {step.status}: {step.error or step.summary}")
         return
     _print_run(run.model_dump(mode="json"))
 

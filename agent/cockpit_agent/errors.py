@@ -43,6 +43,10 @@ class ImdsError(AgentError):
     """The instance metadata service could not be reached or answered something unusable."""
 
 
+class ImdsNotFound(ImdsError):
+    """IMDS has no such path (HTTP 404): a category this instance does not have."""
+
+
 class LockHeld(AgentError):
     """Another run holds the run lock."""
 

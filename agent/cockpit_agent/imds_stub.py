@@ -2,7 +2,9 @@
 
 The tree is a nested JSON object mirroring the paths under `/`: an object is served as a
 directory listing (sub-objects with a trailing slash), a string as text, anything else as
-JSON. `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds` issues a token; every
+JSON. A dated version (`/2021-03-23/meta-data/...`, what cloud-init's EC2 datasource asks for)
+or `/1.0/` serves what `/latest/` holds, as IMDS does for the categories of that version.
+`PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds` issues a token; every
 GET must carry it in `X-aws-ec2-metadata-token` (401 otherwise, or once it expired).
 
 Faults can be injected for tests (delay, 500, 401, malformed JSON, refuse the token) through
@@ -63,12 +65,14 @@ class StubState:
             self.tokens.clear()
 
 
+VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}|1\.0)$")
+
+
 def lookup(tree: dict[str, Any], path: str) -> Any:
-    """The node at a URL path, or None. A dated API version (/2021-03-23/...) that the tree
-    does not hold is served from "latest", as IMDS serves every version it knows."""
+    """The node at a URL path, or None; a dated version is read as `latest`."""
     node: Any = tree
     parts = [p for p in path.split("/") if p]
-    if parts and parts[0] not in tree and re.fullmatch(r"\d{4}-\d{2}-\d{2}", parts[0]):
+    if parts and VERSION.match(parts[0]):
         parts[0] = "latest"
     for part in parts:
         if not isinstance(node, dict) or part not in node:

@@ -56,6 +56,7 @@ def reconcile(
             state_dir=state_path.parent,
         )
         run = engine.run(ctx, only=only, dry_run=dry_run)
+        run.location = facts.location
         if not dry_run:
             run.boot_id = boot_id()
             state.add_run(run)

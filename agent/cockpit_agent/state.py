@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cockpit_agent.errors import LockHeld, StateError
+from cockpit_agent.facts.location import Location
 from cockpit_agent.host.files import atomic_write
 from cockpit_agent.paths import LOCK_PATH, STATE_PATH
 
@@ -64,6 +65,7 @@ class RunRecord(BaseModel):
     result: RunResult | None = None
     agent_version: str
     boot_id: str | None = None
+    location: Location | None = Field(None, description="Where the host ran: EC2, metal, Outpost.")
     only: list[str] = []
     steps: list[StepRecord] = []
 

@@ -91,11 +91,11 @@ def unit_times(lab: Lab, unit: str) -> dict[str, int]:
 
 
 def test_cloud_init_ran_from_the_ec2_datasource_before_the_agent(lab: Lab) -> None:
+    assert "status: done" in sh(lab, "cloud-init status --wait")
     result = json.loads(sh(lab, "cat /run/cloud-init/result.json"))["v1"]
     assert result["errors"] == [], result
     assert result["datasource"].startswith("DataSourceEc2"), result
     assert sh(lab, "cat /run/cloud-init/cloud-id").strip() == "aws"
-    assert "status: done" in sh(lab, "cloud-init status --wait")
     # cloud-init's network stage (growpart, resizefs, the network configuration) was over
     # before the agent started: the agent's unit is ordered after it.
     cloud_init = unit_times(lab, "cloud-init.service")["ActiveEnterTimestampMonotonic"]
@@ -152,8 +152,12 @@ def test_first_boot_fills_the_disk_with_the_root_partition_and_ext4(lab: Lab) ->
     # cloud-init's growpart and resizefs grew them (its init stage runs before the agent);
     # the agent's record says who grows the root on this host.
     record = step_record(lab, "rootfs")
-    assert record["error"] is None, record
-    assert "cloud-init" in record["summary"], record
+    assert (record["status"], record["actions"], record["error"]) == ("converged", [], None)
+    assert record["summary"].endswith(
+        "cloud-init grows partition 2 and the filesystem at boot, the agent what it leaves after it"
+    ), record
+    codes = [f["code"] for f in record["findings"]]
+    assert "rootfs-growth-shared-with-cloud-init" in codes, record["findings"]
     source = sh(lab, "findmnt -n -o SOURCE /").strip()
     size = int(sh(lab, f"blockdev --getsize64 {source}"))
     # The image's 2 GiB root partition is the last of the 6 GiB disk: after the BIOS boot

@@ -160,7 +160,10 @@ def test_last_partition_and_filesystem_grow_to_fill_the_enlarged_disk(
     assert grown is not None and grown.size > fs_before.size
     assert not grown.can_grow
     findings = step.verify(ctx)
-    assert [(f.severity, f.code) for f in findings] == [("ok", "rootfs-grown")]
+    assert [(f.severity, f.code) for f in findings] == [
+        ("ok", "rootfs-grown"),
+        ("ok", "rootfs-growth-by-agent"),  # no cloud-init under the test's host root
+    ]
 
     # The next run (fresh facts) finds nothing to do.
     ctx, _ = ctx_for(mnt, tmp_path / "host")
@@ -185,7 +188,11 @@ def test_a_partition_that_is_not_last_is_left_alone(loops: LoopDevices, tmp_path
     summary = step.summarize(observed)
     assert "not the last" in summary and f"{Path(device).name}p2" in summary
     codes = {f.code: f.severity for f in step.verify(ctx)}
-    assert codes == {"rootfs-partition-not-last": "ok", "rootfs-grown": "ok"}
+    assert codes == {
+        "rootfs-partition-not-last": "ok",
+        "rootfs-grown": "ok",
+        "rootfs-growth-by-agent": "ok",
+    }
     assert sectors(part) == size_before
 
 

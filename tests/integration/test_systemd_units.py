@@ -48,7 +48,13 @@ def test_reconcile_service_contract() -> None:
     assert svc["Service"]["ExecStart"].startswith(f"{INSTALLED_AT} reconcile")
     assert svc["Service"]["NotifyAccess"] in ("main", "all")
     assert "network-online.target" in svc["Unit"]["Wants"]
-    assert "network-online.target" in svc["Unit"]["After"]
+    after = svc["Unit"]["After"].split()
+    assert "network-online.target" in after
+    # After cloud-init's init stage (either name), never pulling it in; not after
+    # cloud-final.service, which is after multi-user.target and so after this unit.
+    assert {"cloud-init.service", "cloud-init-network.service"} <= set(after)
+    assert "cloud-final.service" not in after
+    assert "cloud-init" not in svc["Unit"]["Wants"] + svc["Unit"].get("Requires", "")
     assert svc["Service"]["TimeoutStartSec"] == "45min"
     assert svc["Install"]["WantedBy"] == "multi-user.target"
 

@@ -13,6 +13,7 @@ from cockpit_agent.cli import main
 from cockpit_agent.imds_stub import ImdsStub
 from tests.unit.test_state import start_holder
 
+OUTPOST = "arn:aws:outposts:us-west-2:111122223333:outpost/op-0fixture00000001"
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "agent")}
 
 
@@ -103,10 +104,24 @@ def test_reconcile_records_a_run_then_status_shows_it(lab: dict[str, str]) -> No
     state = json.loads(Path(lab["state"]).read_text())
     assert state["instance_id"] == "i-0fixture000000001"
     assert state["runs"][-1]["run_id"] == run["run_id"]
+    # Where it ran: this machine's DMI (EC2 or not), the stub's Outpost.
+    where = state["runs"][-1]["location"]
+    assert where["outpost_arn"] == OUTPOST and where["summary"].endswith(f"Outpost {OUTPOST}")
     status = cli("status", "--state", lab["state"])
     assert status.returncode == 0
     assert "i-0fixture000000001" in status.stdout
     assert run["run_id"] in status.stdout
+    assert f"location {where['summary']}\n" in status.stdout
+
+
+def test_plan_prints_the_actions_then_each_steps_summary(lab: dict[str, str]) -> None:
+    proc = cli("plan", *opts(lab))
+
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["0 action(s) planned", "steps:"]
+    assert "  rootfs: skipped: disabled in the configuration" in lines
+    assert len(lines) == 2 + 4  # one line per step
 
 
 def test_status_exit_codes(tmp_path: Path) -> None:
@@ -199,6 +214,10 @@ def test_facts_json_lists_imds_interfaces(lab: dict[str, str]) -> None:
     assert facts["identity"]["instance_id"] == "i-0fixture000000001"
     assert {i["device_number"] for i in facts["interfaces"]} == {0, 1}
     assert "platform" in facts and "disks" in facts and "links" in facts
+    assert facts["location"]["outpost_arn"] == OUTPOST
+    assert facts["location"]["instance_type"] == "c6id.8xlarge"  # IMDS's, not DMI's
+    table = cli("facts", *opts(lab))
+    assert f"\nlocation  {facts['location']['summary']} (" in table.stdout
 
 
 def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:

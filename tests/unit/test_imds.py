@@ -216,3 +216,29 @@ def test_a_hostile_answer_is_the_agents_own_error(
             c.get(IDENTITY_PATH)
     finally:
         server.shutdown()
+
+
+def test_outpost_arn_on_an_outpost_and_in_a_region(imds_tree: dict[str, Any]) -> None:
+    with ImdsStub(imds_tree) as stub:
+        c, _ = client(stub.url)
+        assert c.outpost_arn() == (
+            "arn:aws:outposts:us-west-2:111122223333:outpost/op-0fixture00000001"
+        )
+    del imds_tree["latest"]["meta-data"]["outpost-arn"]  # a Region: IMDS answers 404
+    with ImdsStub(imds_tree) as stub:
+        c, _ = client(stub.url)
+        assert c.outpost_arn() is None
+        stub.state.faults.errors_500 = 10  # any other failure is still an error
+        with pytest.raises(ImdsError, match="HTTP 500"):
+            c.outpost_arn()
+
+
+def test_the_stub_serves_dated_versions_as_latest(imds_stub: ImdsStub) -> None:
+    """cloud-init's EC2 datasource asks /2021-03-23/meta-data/instance-id and crawls there."""
+    c, _ = client(imds_stub.url)
+    assert c.get("/2021-03-23/meta-data/instance-id") == "i-0fixture000000001"
+    assert c.get("/2009-04-04/meta-data/") == c.get("/latest/meta-data/")
+    with pytest.raises(ImdsError, match="HTTP 404"):
+        c.get("/2021-03-23/user-data")  # no user data: 404, as on EC2
+    with pytest.raises(ImdsError, match="HTTP 404"):
+        c.get("/2021-3-23/meta-data/instance-id")

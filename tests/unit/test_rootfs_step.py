@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from cockpit_agent.engine import Ctx, Engine
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.rootfs import RootChain
+from cockpit_agent.facts.sysfs import processes_named
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import PACKAGE_OF, SubprocessRunner
 from cockpit_agent.steps.rootfs import RootfsStep
@@ -31,6 +34,7 @@ from cockpit_agent.steps.rootfs_actions import (
 from tests.fakes import FakeRunner
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rootfs"
+CLOUD_CFG = FIXTURES / "cloud-init"
 CONVERGED = [
     "ext4-gpt-converged",
     "xfs-dos-converged",
@@ -270,24 +274,207 @@ def test_rootfs_enabled_false_turns_the_step_off() -> None:
     assert not RootfsStep().enabled(Config(rootfs=RootfsConfig(enabled=False)))
 
 
-def test_cloud_init_growing_the_root_is_left_to_do_it(tmp_path: Path) -> None:
-    data = scenario("ext4-gpt-disk-grown")
-    data["chain"]["mountpoint"] = "/"  # cloud-init's growpart grows "/" by default
-    ctx = ctx_for(data, tmp_path)
+def on_root(data: dict[str, Any]) -> dict[str, Any]:
+    """The scenario with its filesystem mounted on / (what cloud-init's growpart grows by
+    default): the chain's mount point and the commands that named it."""
+    old = data["chain"]["mountpoint"]
+    data["chain"]["mountpoint"] = "/"
+    for call in data["commands"]:
+        call["argv"] = ["/" if arg == old else arg for arg in call["argv"]]
+    return data
+
+
+def with_cloud_init(
+    ctx: Ctx, distro: str, finished: tuple[str, ...] = ("init-local", "init"), dropin: str = ""
+) -> None:
+    """cloud-init installed with a distribution's cloud.cfg; `finished` stages in this boot."""
     ctx.files.write("/usr/bin/cloud-init", "")
-    ctx.files.write("/etc/cloud/cloud.cfg", (FIXTURES / "cloud-init" / "debian12.cfg").read_text())
+    ctx.files.write("/etc/cloud/cloud.cfg", (CLOUD_CFG / f"{distro}.cfg").read_text())
+    if finished:
+        stages = {stage: {"start": 2.5, "finished": 7.5, "errors": []} for stage in finished}
+        ctx.files.write("/run/cloud-init/status.json", json.dumps({"v1": stages}))
+    if dropin:
+        ctx.files.write("/etc/cloud/cloud.cfg.d/90-test.cfg", dropin)
+
+
+ALL_FOUR = [GrowPartition, ResizePhysicalVolume, ExtendLogicalVolume, GrowFilesystem]
+
+
+@pytest.mark.parametrize(
+    ("name", "distro", "dropin", "planned", "growers"),
+    [
+        # No cloud-init: the agent grows every layer of each layout.
+        (
+            "ext4-gpt-disk-grown",
+            None,
+            "",
+            [GrowPartition, GrowFilesystem],
+            "rootfs-growth-by-agent",
+        ),
+        ("xfs-dos-disk-grown", None, "", [GrowPartition, GrowFilesystem], "rootfs-growth-by-agent"),
+        ("lvm-ext4-gpt-disk-grown", None, "", ALL_FOUR, "rootfs-growth-by-agent"),
+        # cloud-init active, after its init stage: on a plain root its growpart and resizefs
+        # have grown partition and filesystem, and the agent has nothing left to do.
+        ("ext4-gpt-converged", "ubuntu-24.04", "", [], "rootfs-growth-shared-with-cloud-init"),
+        ("xfs-dos-converged", "rhel9", "", [], "rootfs-growth-shared-with-cloud-init"),
+        # ... and where they did not (growpart failed), the agent grows what they left.
+        (
+            "ext4-gpt-disk-grown",
+            "debian12",
+            "",
+            [GrowPartition, GrowFilesystem],
+            "rootfs-growth-shared-with-cloud-init",
+        ),
+        # On an LVM root its growpart skips the device-mapper root: the agent grows all four.
+        ("lvm-ext4-gpt-disk-grown", "ubuntu-22.04", "", ALL_FOUR, "rootfs-growth-by-agent"),
+        # growpart told to grow the PV's partition: cloud-init grew it and the PV, the agent
+        # extends the LV and grows the filesystem.
+        (
+            "lvm-ext4-gpt-partition-grown",
+            "debian12",
+            "growpart: {devices: [/, /dev/loop0p2]}\n",
+            [ExtendLogicalVolume, GrowFilesystem],
+            "rootfs-growth-shared-with-cloud-init",
+        ),
+        # cloud-init there but disabled: the agent grows every layer.
+        (
+            "ext4-gpt-disk-grown",
+            "off",
+            "",
+            [GrowPartition, GrowFilesystem],
+            "rootfs-growth-by-agent",
+        ),
+    ],
+)
+def test_plans_for_each_layout_with_and_without_cloud_init(
+    tmp_path: Path, name: str, distro: str | None, dropin: str, planned: list[type], growers: str
+) -> None:
+    ctx = ctx_for(on_root(scenario(name)), tmp_path)
+    if distro == "off":
+        with_cloud_init(ctx, "debian12")
+        ctx.files.write("/etc/cloud/cloud-init.disabled", "")
+    elif distro:
+        with_cloud_init(ctx, distro, dropin=dropin)
+    step = RootfsStep()
+
+    observed = step.observe(ctx)
+    actions = step.plan(observed, ctx)
+
+    assert [type(a) for a in actions] == planned
+    codes = [f.code for f in step.verify(ctx, observed)]
+    assert codes[-1] == growers
+    summary = step.summarize(observed)
+    if growers == "rootfs-growth-by-agent":
+        assert "the agent grows every layer (" in summary
+    else:
+        assert "at boot, the agent what it leaves after it" in summary
+
+
+def test_a_plain_root_grown_by_cloud_init_says_so(tmp_path: Path) -> None:
+    ctx = ctx_for(on_root(scenario("ext4-gpt-converged")), tmp_path)
+    with_cloud_init(ctx, "debian12")
+    step = RootfsStep()
+
+    observed = step.observe(ctx)
+    findings = step.verify(ctx, observed)
+
+    assert step.summarize(observed).endswith(
+        "filesystem 1007.0 MiB fills its device; cloud-init grows partition 2 and the "
+        "filesystem at boot, the agent what it leaves after it"
+    )
+    assert [(f.severity, f.code) for f in findings] == [
+        ("ok", "rootfs-grown"),
+        ("ok", "rootfs-growth-shared-with-cloud-init"),
+    ]
+    assert "cloud-init's growpart and resizefs run in its init stage" in findings[1].message
+
+
+def test_an_lvm_root_says_cloud_init_skips_it(tmp_path: Path) -> None:
+    ctx = ctx_for(scenario("lvm-ext4-gpt-disk-grown"), tmp_path)
+    with_cloud_init(ctx, "ubuntu-24.04")
+    step = RootfsStep()
+
+    summary = step.summarize(step.observe(ctx))
+
+    assert summary.endswith(
+        "the agent grows every layer (cloud-init's growpart and resizefs run in its init "
+        "stage; its growpart skips the device-mapper root /dev/mapper/rootfscapture-root)"
+    )
+
+
+@pytest.mark.parametrize("finished", [(), ("init-local",)])
+def test_before_cloud_init_has_run_nothing_is_measured_or_planned(
+    tmp_path: Path, finished: tuple[str, ...]
+) -> None:
+    """`reconcile` by hand before cloud-init's init stage finished: the agent waits for it."""
+    ctx = ctx_for(on_root(scenario("ext4-gpt-disk-grown")), tmp_path)
+    with_cloud_init(ctx, "ubuntu-22.04", finished=finished)
     step = RootfsStep()
 
     observed = step.observe(ctx)
 
     assert step.plan(observed, ctx) == []
-    summary = step.summarize(observed)
-    assert "left to cloud-init" in summary and "growpart" in summary
     assert isinstance(ctx.runner, FakeRunner) and ctx.runner.calls == []
+    findings = step.verify(ctx, observed)
+    assert [(f.severity, f.code) for f in findings] == [
+        ("warning", "rootfs-waiting-for-cloud-init")
+    ]
+    assert "has not finished in this boot (init)" in findings[0].message
+    assert "waiting for cloud-init" in step.summarize(observed)
 
-    # With growpart turned off in a drop-in, the agent grows the root itself.
-    ctx.files.write("/etc/cloud/cloud.cfg.d/90-agent.cfg", "growpart:\n  mode: 'off'\n")
-    assert [type(a) for a in plan_of(ctx)] == [GrowPartition, GrowFilesystem]
+
+def test_amazon_linux_background_resize_is_waited_for(tmp_path: Path) -> None:
+    """resize_rootfs: noblock lets the init stage finish while resizefs' resize still runs:
+    the agent does not grow the filesystem beside it."""
+    ctx = ctx_for(on_root(scenario("xfs-dos-converged")), tmp_path)
+    with_cloud_init(ctx, "amazonlinux2023")
+    ctx.files.write("/proc/1/comm", "systemd\n")
+    ctx.files.write("/proc/812/comm", "xfs_growfs\n")
+    ctx.files.write("/proc/812/cmdline", "xfs_growfs\0/\0")
+    step = RootfsStep()
+
+    observed = step.observe(ctx)
+
+    assert step.plan(observed, ctx) == []
+    assert isinstance(ctx.runner, FakeRunner) and ctx.runner.calls == []
+    assert [f.code for f in step.verify(ctx, observed)] == ["rootfs-waiting-for-cloud-init"]
+    assert "in the background (812 xfs_growfs /)" in step.summarize(observed)
+
+    ctx.files.path("/proc/812/comm").unlink()  # the resize has ended: measure, judge as usual
+    observed = step.observe(ctx)
+    assert step.plan(observed, ctx) == []
+    assert [f.code for f in step.verify(ctx, observed)] == [
+        "rootfs-grown",
+        "rootfs-growth-shared-with-cloud-init",
+    ]
+
+
+def test_processes_are_found_by_name_in_the_real_proc() -> None:
+    mine: list[str] = []
+    with subprocess.Popen(["sleep", "30"]) as sleeper:
+        try:
+            for _ in range(100):  # until the child has exec'd: its name is python's before
+                found = processes_named(Path("/proc"), ("sleep", "xfs_growfs"))
+                mine = [p for p in found if p.startswith(f"{sleeper.pid} ")]
+                if mine:
+                    break
+                time.sleep(0.05)
+        finally:
+            sleeper.kill()
+
+    assert mine == [f"{sleeper.pid} sleep 30"]
+
+
+def test_a_broken_cloud_init_file_fails_the_step_with_its_name(tmp_path: Path) -> None:
+    ctx = ctx_for(on_root(scenario("ext4-gpt-converged")), tmp_path)
+    with_cloud_init(ctx, "debian12", dropin="growpart: {mode: [off}\n")
+
+    record = Engine([RootfsStep()]).run(ctx).steps[0]
+
+    assert record.status == "failed"
+    assert record.error is not None
+    assert record.error.startswith("observe: /etc/cloud/cloud.cfg.d/90-test.cfg: cloud-init's")
+    assert "internal error" not in record.error
 
 
 def test_a_partition_that_is_not_last_is_left_alone_with_its_reason(tmp_path: Path) -> None:
@@ -306,7 +493,11 @@ def test_a_partition_that_is_not_last_is_left_alone_with_its_reason(tmp_path: Pa
     assert isinstance(runner, FakeRunner)
     assert not [c for c in runner.calls if c[0] == "growpart"]
     codes = {f.code: f.severity for f in step.verify(ctx)}
-    assert codes == {"rootfs-partition-not-last": "ok", "rootfs-grown": "ok"}
+    assert codes == {
+        "rootfs-partition-not-last": "ok",
+        "rootfs-grown": "ok",
+        "rootfs-growth-by-agent": "ok",
+    }
 
 
 def test_an_unsupported_chain_is_left_alone(tmp_path: Path) -> None:
@@ -425,7 +616,10 @@ def test_verify_warns_for_each_layer_that_did_not_grow(tmp_path: Path) -> None:
 
     findings = RootfsStep().verify(ctx)
 
-    assert [(f.severity, f.code) for f in findings] == [("warning", "rootfs-not-grown")]
+    assert [(f.severity, f.code) for f in findings] == [
+        ("warning", "rootfs-not-grown"),
+        ("ok", "rootfs-growth-by-agent"),
+    ]
     assert "ext4" in findings[0].message
 
 
@@ -434,15 +628,19 @@ def test_verify_warns_for_partition_and_filesystem_of_a_grown_disk(tmp_path: Pat
 
     findings = RootfsStep().verify(ctx)
 
-    assert [f.code for f in findings] == ["rootfs-not-grown"]
+    assert [f.code for f in findings] == ["rootfs-not-grown", "rootfs-growth-by-agent"]
     assert "does not fill" in findings[0].message
+    assert findings[1].message == "the agent grows every layer (cloud-init is not installed)"
 
 
 @pytest.mark.parametrize("name", CONVERGED)
 def test_verify_of_a_converged_root_is_ok(name: str, tmp_path: Path) -> None:
     findings = RootfsStep().verify(ctx_for(scenario(name), tmp_path))
 
-    assert [(f.severity, f.code) for f in findings] == [("ok", "rootfs-grown")]
+    assert [(f.severity, f.code) for f in findings] == [
+        ("ok", "rootfs-grown"),
+        ("ok", "rootfs-growth-by-agent"),
+    ]
 
 
 def test_no_root_chain_is_a_warning_not_a_crash(tmp_path: Path) -> None:

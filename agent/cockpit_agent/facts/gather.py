@@ -12,6 +12,7 @@ from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.disks import Disk, gather_disks
 from cockpit_agent.facts.imds import ImdsClient, ImdsInterface, InstanceIdentity
 from cockpit_agent.facts.links import Link, read_links
+from cockpit_agent.facts.location import Location, locate, read_dmi
 from cockpit_agent.facts.md import MdArray, read_arrays
 from cockpit_agent.facts.platform import Platform, read_platform
 from cockpit_agent.facts.rootfs import RootChain, read_root_chain
@@ -26,6 +27,7 @@ class Facts(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     platform: Platform | None = None
+    location: Location | None = None
     identity: InstanceIdentity | None = None
     interfaces: list[ImdsInterface] = []
     disks: list[Disk] = []
@@ -54,10 +56,14 @@ def gather(config: Config, runner: Runner, client: ImdsClient | None = None) -> 
     imds = client or ImdsClient(config.imds)
     identity = part("imds", imds.identity, None)
     interfaces: list[ImdsInterface] = []
+    outpost: str | None = None
     if identity is not None:
         interfaces = part("imds", imds.interfaces, interfaces)
+        outpost = part("imds", imds.outpost_arn, None)
+    kind = identity.instance_type if identity else None
     return Facts(
         platform=part("platform", read_platform, None),
+        location=part("location", lambda: locate(read_dmi(), kind, outpost), None),
         identity=identity,
         interfaces=interfaces,
         disks=part("disks", lambda: gather_disks(config.storage, runner), list[Disk]()),

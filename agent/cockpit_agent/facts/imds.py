@@ -13,7 +13,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cockpit_agent.config import ImdsConfig
-from cockpit_agent.errors import ImdsError
+from cockpit_agent.errors import ImdsError, ImdsNotFound
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +21,7 @@ TOKEN_PATH = "/latest/api/token"
 IDENTITY_PATH = "/latest/dynamic/instance-identity/document"
 MACS_PATH = "/latest/meta-data/network/interfaces/macs/"
 PRIMARY_MAC_PATH = "/latest/meta-data/mac"
+OUTPOST_ARN_PATH = "/latest/meta-data/outpost-arn"  # only on an instance on an Outpost
 
 
 class InstanceIdentity(BaseModel):
@@ -176,7 +177,7 @@ class ImdsClient:
                     self._token = None
                     continue
                 if exc.code == 404:
-                    raise ImdsError(f"IMDS has no {path} (HTTP 404)") from exc
+                    raise ImdsNotFound(f"IMDS has no {path} (HTTP 404)") from exc
                 raise ImdsError(f"IMDS GET {path} failed: HTTP {exc.code}") from exc
         raise ImdsError(f"IMDS GET {path}: token refused twice")  # pragma: no cover
 
@@ -197,6 +198,13 @@ class ImdsClient:
             return InstanceIdentity.model_validate(doc)
         except ValidationError as exc:
             raise ImdsError(f"IMDS identity document is incomplete: {exc}") from exc
+
+    def outpost_arn(self) -> str | None:
+        """The ARN of the Outpost this instance runs on; None when it runs in a Region."""
+        try:
+            return self.get(OUTPOST_ARN_PATH).strip() or None
+        except ImdsNotFound:
+            return None
 
     def interfaces(self) -> list[ImdsInterface]:
         """Every interface IMDS lists, with the primary MAC forced to device 0."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 
@@ -46,3 +47,16 @@ def uevent(path: Path) -> dict[str, str]:
 def unescape(text: str) -> str:
     r"""Undo the kernel's octal escapes in /proc files (\040 is a space)."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def processes_named(proc: Path, names: Collection[str]) -> list[str]:
+    """`pid command line` of each process under `proc` whose name (comm) is in `names`."""
+    found = []
+    for entry in children(proc):
+        if entry.name.isdigit() and attr(entry, "comm") in names:
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # it has ended
+            found.append(f"{entry.name} {b' '.join(a for a in argv if a).decode(errors='replace')}")
+    return found

@@ -16,6 +16,9 @@ def render_facts(facts: Facts, config: Config) -> str:
             f"network {p.network_manager or 'none'}{', netplan' if p.netplan else ''}, "
             f"init {p.init}{', cloud-init' if p.cloud_init else ''})"
         )
+    where = facts.location
+    if where:
+        out.append(f"location  {where.summary} ({'; '.join(where.evidence) or 'no evidence'})")
     ident = facts.identity
     if ident:
         out.append(

@@ -8,18 +8,24 @@ the LV for the filesystem. Order: GrowPartition, ResizePhysicalVolume, ExtendLog
 GrowFilesystem.
 
 "Does not fill" comes from exact numbers and each tool's own rounding, so a converged root
-plans nothing. Nothing is planned while /etc/growroot-disabled exists, while cloud-init's
-growpart grows the root at boot (docs/adr/0004-rootfs-and-cloud-init.md), or for a root the
-agent cannot grow (md, dm-crypt, ...); a partition that is not the last on its disk is left
-alone. The summary says which and why.
+plans nothing. cloud-init grows part of the root at boot on most images (its growpart the
+partition, resizefs the filesystem); the agent runs after it and grows what it leaves, and
+nothing at all while cloud-init's stage that runs them has yet to finish in this boot
+(docs/adr/0011-rootfs-after-cloud-init.md). Nothing is planned either while
+/etc/growroot-disabled exists, or for a root the agent cannot grow (md, dm-crypt, ...); a
+partition that is not the last on its disk is left alone. The summary says which and why,
+and who grows what.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.facts.rootfs import RootChain
-from cockpit_agent.facts.rootfs_cloud_init import read_cloud_init_growth
+from cockpit_agent.facts.rootfs_cloud_init import CloudInitGrowth, read_cloud_init_growth
+from cockpit_agent.facts.sysfs import processes_named
 from cockpit_agent.steps.rootfs_actions import (
     ExtendLogicalVolume,
     GrowFilesystem,
@@ -31,6 +37,7 @@ from cockpit_agent.steps.rootfs_actions import (
 from cockpit_agent.steps.rootfs_measure import Hold, RootObserved, measure_chain
 
 GROWROOT_DISABLED = "/etc/growroot-disabled"
+RESIZERS = ("resize2fs", "xfs_growfs")  # what cloud-init's resizefs runs for ext2/3/4 and XFS
 MIB = 1024**2
 
 
@@ -48,12 +55,19 @@ class RootfsStep:
         return config.rootfs.enabled
 
     def observe(self, ctx: Ctx) -> RootObserved:
-        """The chain from facts, then each layer measured live (unless something holds)."""
+        """The chain from facts, what cloud-init grows of it, then each layer measured live
+        (unless something holds)."""
         chain: RootChain | None = getattr(ctx.facts, "rootfs", None)
+        if chain is None:
+            return RootObserved(chain=None)
         hold = _hold(chain, ctx)
-        if chain is None or hold is not None:
+        if hold is not None:
             return RootObserved(chain=chain, hold=hold)
-        return measure_chain(chain, ctx.runner)
+        cloud = read_cloud_init_growth(ctx.files, chain)
+        busy = _waiting(cloud, ctx)
+        if busy is not None:
+            return RootObserved(chain=chain, hold=busy, cloud=cloud)
+        return replace(measure_chain(chain, ctx.runner), cloud=cloud)
 
     def plan(self, observed: RootObserved, ctx: Ctx) -> list[RootAction]:
         """Bottom up: each layer that does not fill the one below, and every layer above it."""
@@ -89,13 +103,15 @@ class RootfsStep:
         if chain is None:
             return [Finding("warning", "rootfs-unknown", _no_chain(ctx))]
         if observed.hold is not None:
-            return [Finding("ok", observed.hold.code, observed.hold.reason)]
+            return [Finding(observed.hold.severity, observed.hold.code, observed.hold.reason)]
         gaps = _gaps(chain, observed, ctx.config.rootfs.leave_free_percent)
         findings = [Finding("warning", "rootfs-not-grown", gap) for gap in gaps]
         if chain.partition and not chain.partition.last:
             findings.append(Finding("ok", "rootfs-partition-not-last", _not_last(chain)))
         if not gaps:
             findings.append(Finding("ok", "rootfs-grown", self.summarize(observed)))
+        if observed.cloud is not None:
+            findings.append(_growers_finding(observed.cloud))
         return findings
 
     def summarize(self, observed: RootObserved) -> str:
@@ -105,29 +121,57 @@ class RootfsStep:
             return "no root filesystem in facts: nothing to grow"
         if observed.hold is not None:
             return f"{chain.describe()}: {observed.hold.reason}"
-        return f"{chain.describe()}: " + "; ".join(_states(chain, observed))
+        growers = [_growers(observed.cloud)] if observed.cloud else []
+        return f"{chain.describe()}: " + "; ".join(_states(chain, observed) + growers)
 
 
 # --- deciding -------------------------------------------------------------------------------
 
 
-def _hold(chain: RootChain | None, ctx: Ctx) -> Hold | None:
-    """Why nothing at all is grown: the opt-out file, an unsupported chain, cloud-init."""
-    if chain is None:
-        return None
+def _hold(chain: RootChain, ctx: Ctx) -> Hold | None:
+    """Why nothing at all is grown: the opt-out file or an unsupported chain."""
     if ctx.files.exists(GROWROOT_DISABLED):
         return Hold("rootfs-growth-disabled", f"growth disabled by {GROWROOT_DISABLED}")
     if chain.unsupported:
         return Hold("rootfs-unsupported", f"left alone: {chain.unsupported}")
-    devices = [chain.device, chain.partition.device if chain.partition else None]
-    targets = [chain.mountpoint, chain.source, *(d.path for d in devices if d)]
-    cloud = read_cloud_init_growth(ctx.files, targets)
-    if not cloud.growpart:
+    return None
+
+
+def _waiting(cloud: CloudInitGrowth, ctx: Ctx) -> Hold | None:
+    """Whether cloud-init has yet to grow its part in this boot: a stage that runs growpart
+    or resizefs has not finished, or resizefs' forked resize (resize_rootfs: noblock) still
+    runs. The agent touches nothing before, so two tools never grow one layer at once."""
+    if cloud.pending:
+        why = f"{cloud.detail}, which has not finished in this boot ({', '.join(cloud.pending)})"
+    elif cloud.background_resize and (resizing := _resizing(ctx)):
+        why = f"its resizefs still grows the filesystem in the background ({resizing})"
+    else:
         return None
-    reason = f"left to cloud-init: {cloud.detail}"
-    if chain.lv:
-        reason += f" (cloud-init does not extend the logical volume {chain.lv.device.path})"
-    return Hold("rootfs-left-to-cloud-init", reason)
+    reason = f"waiting for cloud-init: {why}; the agent grows the root after it"
+    return Hold("rootfs-waiting-for-cloud-init", reason, "warning")
+
+
+def _resizing(ctx: Ctx) -> str:
+    """The filesystem grow tools running now, as `pid command line`; "" when none."""
+    return "; ".join(processes_named(ctx.files.path("/proc"), RESIZERS))
+
+
+def _growers(cloud: CloudInitGrowth) -> str:
+    """Who grows what, in a few words."""
+    if not cloud.grows:
+        return f"the agent grows every layer ({cloud.detail})"
+    return f"cloud-init grows {_and(cloud.grows)} at boot, the agent what it leaves after it"
+
+
+def _growers_finding(cloud: CloudInitGrowth) -> Finding:
+    if not cloud.grows:
+        return Finding("ok", "rootfs-growth-by-agent", _growers(cloud))
+    message = f"{_growers(cloud)} ({cloud.detail})"
+    return Finding("ok", "rootfs-growth-shared-with-cloud-init", message)
+
+
+def _and(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
 
 
 def _gaps(chain: RootChain, observed: RootObserved, leave_free_percent: int) -> list[str]:

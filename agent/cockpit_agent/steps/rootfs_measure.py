@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cockpit_agent.engine import Severity
 from cockpit_agent.errors import AgentError, CommandFailed
 from cockpit_agent.facts.rootfs import Partition, RootChain
+from cockpit_agent.facts.rootfs_cloud_init import CloudInitGrowth
 from cockpit_agent.host.run import Runner
 
 GROWPART_NOCHANGE = 1  # growpart's exit code for "nothing to do" (with NOCHANGE in its output)
@@ -25,10 +27,11 @@ GROWPART_FUDGE = 1024**2  # growpart leaves a partition alone that would gain le
 
 @dataclass(frozen=True)
 class Hold:
-    """Why the step grows nothing at all: a finding code and a reason."""
+    """Why the step grows nothing at all: a finding code, a reason and the finding's severity."""
 
     code: str
     reason: str
+    severity: Severity = "ok"
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,12 @@ class FsSize:
 
 @dataclass(frozen=True)
 class RootObserved:
-    """The chain, and each layer as measured now (None where it does not apply)."""
+    """The chain, what cloud-init grows of it, and each layer as measured now (None where it
+    does not apply)."""
 
     chain: RootChain | None
     hold: Hold | None = None
+    cloud: CloudInitGrowth | None = None
     partition: PartitionGrowth | None = None
     pv: PvSize | None = None
     lv: LvSize | None = None
