@@ -3,7 +3,7 @@
     python3 - STEP K SETUP FOREIGN_JSON < crash_guest.py
 
 SETUP (a shell script) puts the step back in the state that makes it act. With K = 0 the
-agent only plans afterwards and the number of planned actions is reported. With K >= 1,
+agent plans afterwards (the planned actions are reported), then converges the step again. With K >= 1,
 `cockpit-agent reconcile --only STEP` starts in a session of its own and, as soon as its JSON
 log on stderr says it applies its K-th action, the whole session is killed with SIGKILL, as
 systemd kills a unit's cgroup (no child such as mdadm or mkfs lives on). Then the agent runs
@@ -62,6 +62,7 @@ def main() -> int:
     if k == 0:
         _, planned = agent("reconcile", "--only", step, "--dry-run")
         report["planned"] = step_of(planned, step).get("planned")
+        report["converge_rc"], _ = agent("reconcile", "--only", step)
         print(json.dumps(report))
         return 0
     argv = ["cockpit-agent", "--log-format", "json", "reconcile", "--only", step]

@@ -106,8 +106,12 @@ def test_cloud_init_ran_from_the_ec2_datasource_before_the_agent(lab: Lab) -> No
 
 
 def test_agent_reached_the_imds_stub_inside_the_guest(lab: Lab) -> None:
-    identity = facts(lab)["identity"]
-    assert identity["instance_id"] == lab.instance_id  # a value only the stub can serve
+    found = facts(lab)
+    assert found["identity"]["instance_id"] == lab.instance_id  # only the stub serves it
+    # The lab's SMBIOS says "Amazon EC2", IMDS the instance type and the Outpost's ARN.
+    where = found["location"]
+    assert (where["ec2"], where["metal"], where["instance_type"]) == (True, False, "c6id.8xlarge")
+    assert where["outpost_arn"].startswith("arn:aws:outposts:"), where
     lo = guest_json(lab, "ip -j addr show dev lo")
     assert "169.254.169.254" in {a["local"] for a in lo[0]["addr_info"]}
 
@@ -233,7 +237,8 @@ def test_virt_step_found_the_baked_stack_and_only_configured_it(lab: Lab) -> Non
     for unit in ("cockpit.socket", "libvirtd.service"):
         props = sh(lab, f"systemctl show -p ActiveState -p UnitFileState {unit}")
         assert "ActiveState=active" in props and "UnitFileState=enabled" in props, props
-    assert sh(lab, "cat /etc/cockpit/disallowed-users").split() == ["root"]
+    disallowed = sh(lab, "grep -v '^#' /etc/cockpit/disallowed-users").split()
+    assert disallowed == ["root"], disallowed  # the package's own file already says so
     # No idle exit (ADR 0009): an idle libvirtd would read as a stopped one.
     argv = sh(lab, "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value libvirtd)/cmdline")
     assert argv.startswith("/usr/sbin/libvirtd") and "--timeout" not in argv
@@ -378,8 +383,10 @@ def test_a_kill_at_any_action_converges_on_the_next_run(lab: Lab, step: str) -> 
     # exit 0 and leave nothing planned, state.json valid, our lines once, nothing else
     # touched, and (lni) the management path alive throughout: every command here goes
     # over it.
-    planned = crash(lab, step, 0)["planned"]
+    first = crash(lab, step, 0)
+    planned = first["planned"]
     assert planned, f"setting up {step} left it nothing to do"
+    assert first["converge_rc"] == 0, first
     results = [crash(lab, step, k) for k in range(1, len(planned) + 1)]
     summary = lab.run_dir.parent / f"{lab.run_dir.name}-crash-{step}.json"
     summary.write_text(json.dumps({"planned": planned, "runs": results}, indent=2) + "\n")

@@ -355,6 +355,31 @@ def test_networkd_brings_a_bridge_set_down_by_hand_up_again(world: World) -> Non
     ]
 
 
+def test_netplan_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None:
+    # Seen in the lab: `netplan apply` left a bridge set down by hand down, so repair did not
+    # repair it; under netplan's networkd backend the bridge is reconfigured as under networkd.
+    netplan = platform("networkd", netplan=True)
+    path = "/etc/netplan/90-cockpit-agent-br-lni.yaml"
+    step, ctx = world.step(), world.ctx(FRESH, platform=netplan)
+    [write] = [a for a in step.plan(step.observe(ctx), ctx) if names([a]) == ["WriteNetworkFiles"]]
+    world.write(path, write.files[0].content)
+    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(addresses=())]
+    world.live.bridge_state = LinkState("br-lni", False, None, (), ())
+    for argv in (("netplan", "generate"), ("netplan", "apply")):
+        world.runner.expect(*argv)
+    world.runner.expect("networkctl", "reconfigure", "br-lni")
+    step, ctx = world.step(), world.ctx(world.live.links, platform=netplan)
+    actions = step.plan(step.observe(ctx), ctx)
+    assert names(actions) == ["ApplyNetworkConfig", "AwaitBridgeAddress"]
+    for action in actions:
+        step.apply(action, ctx)
+    assert world.runner.calls == [
+        ("netplan", "generate"),
+        ("netplan", "apply"),
+        ("networkctl", "reconfigure", "br-lni"),
+    ]
+
+
 def test_no_address_in_time_restores_files_and_links(world: World) -> None:
     old = "# the admin's own file\n[Match]\nName=br-lni\n"
     world.write(NETWORKD_PATHS[1], old)

@@ -91,7 +91,9 @@ def apply_manager(
     """Have the manager pick up the files and move the LNI into the bridge.
 
     `bridge_exists`: the bridge is there already (perhaps set down by hand); networkd then
-    reconfigures it as well, which brings it up again.
+    reconfigures it as well, which brings it up again: `netplan apply` alone leaves a link
+    that was set down as it is, so under netplan's networkd backend the bridge is
+    reconfigured the same way.
     """
     run = ctx.runner.run
     if manager == "networkd":
@@ -107,6 +109,8 @@ def apply_manager(
     elif manager == "netplan":
         run(["netplan", "generate"])
         run(["netplan", "apply"], timeout=120)
+        if bridge_exists and ctx.facts.platform.network_manager == "networkd":
+            run(["networkctl", "reconfigure", bridge])
 
 
 def _pid_path(ctx: Ctx, bridge: str) -> Path:
