@@ -114,7 +114,10 @@ def install_tree(minor: str, agent: Path, wheels: Path, target: Path) -> None:
         offline = ["--no-index", "--find-links", str(wheels), "--no-compile", "--require-hashes"]
         reqs = ["-r", str(LOCK), "-r", req.name]
         run(pip("install", "--quiet", *offline, *reqs, "--target", str(target), minor=minor))
-    shutil.rmtree(target / "bin", ignore_errors=True)  # the libraries' own console scripts
+    # Console scripts (the launcher replaces the agent's; the IMDS stub's is a test double) and
+    # the wheel's data files (the recipes install the units and the example themselves).
+    for extra in ("bin", "share"):
+        shutil.rmtree(target / extra, ignore_errors=True)
 
 
 def tree_digest(path: Path) -> str:
