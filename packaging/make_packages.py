@@ -32,12 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import HeaderParser
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGING = ROOT / "packaging"
 LOCK = PACKAGING / "python-deps.txt"
-DEB_MINORS = ("3.11", "3.12")  # Debian 12's python3, Ubuntu 24.04's
-RPM_MINOR = "3.11"  # python3.11 of RHEL 9 and Amazon Linux 2023 (their python3 is 3.9)
+# Debian 12's python3 and Ubuntu 24.04's; the .rpm takes 3.11 (the python3.11 of RHEL 9 and
+# Amazon Linux 2023, whose python3 is 3.9).
+MINORS = ("3.11", "3.12")
 PLATFORM = "manylinux2014_x86_64"
 ARCH = {"deb": "amd64", "rpm": "x86_64"}
 CHANGE = "Built from the cockpit-agent checkout by make package."
@@ -77,8 +79,9 @@ def for_python(minor: str) -> list[str]:
     ]
 
 
-def project() -> dict[str, object]:
-    data: dict[str, object] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def project() -> dict[str, Any]:
+    """The [project] table of pyproject.toml."""
+    data: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return data
 
 
@@ -96,24 +99,14 @@ def build_agent(out: Path) -> Path:
 
 def install_tree(minor: str, agent: Path, wheels: Path, target: Path) -> None:
     """The agent and its locked dependencies, for one Python minor, installed under `target`."""
-    run(
-        pip(
-            "download",
-            "--quiet",
-            "--require-hashes",
-            "-r",
-            str(LOCK),
-            "-d",
-            str(wheels),
-            minor=minor,
-        )
-    )
+    locked = ["--require-hashes", "-r", str(LOCK)]
+    run(pip("download", "--quiet", *locked, "-d", str(wheels), minor=minor))
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as req:
         req.write(f"cockpit-agent @ {agent.as_uri()} --hash=sha256:{sha256(agent)}\n")
         req.flush()
-        offline = ["--no-index", "--find-links", str(wheels), "--no-compile", "--require-hashes"]
-        reqs = ["-r", str(LOCK), "-r", req.name]
-        run(pip("install", "--quiet", *offline, *reqs, "--target", str(target), minor=minor))
+        offline = ["--no-index", "--find-links", str(wheels), "--no-compile"]
+        into = ["-r", req.name, "--target", str(target)]
+        run(pip("install", "--quiet", *offline, *locked, *into, minor=minor))
     # Console scripts (the launcher replaces the agent's; the IMDS stub's is a test double) and
     # the wheel's data files (the recipes install the units and the example themselves).
     for extra in ("bin", "share"):
@@ -121,6 +114,7 @@ def install_tree(minor: str, agent: Path, wheels: Path, target: Path) -> None:
 
 
 def tree_digest(path: Path) -> str:
+    """A hash of a file, or of a directory's files with their paths."""
     h = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
@@ -168,6 +162,7 @@ def rpm_license(libs: Libs) -> str:
 
 
 def debian_copyright(libs: Libs, agent_version: str, year: str) -> str:
+    """The .deb's copyright file: the agent's licence and each bundled library's."""
     lines = [
         "cockpit-agent",
         "",
@@ -283,12 +278,10 @@ def build_rpm(r: Release, top: Path) -> Path:
 
 def build(work: Path, out: Path, release: str, maintainer: str) -> list[Path]:
     """Both packages into `out`; returns their paths."""
-    if sys.version_info[:2] != tuple(int(p) for p in RPM_MINOR.split(".")):
-        sys.exit(f"build with Python {RPM_MINOR}: the .rpm's bytecode is compiled for it")
     version = str(project()["version"])
     agent = build_agent(work / "agent")
     trees = {}
-    for minor in DEB_MINORS:
+    for minor in MINORS:
         trees[minor] = work / "trees" / minor
         shutil.rmtree(trees[minor], ignore_errors=True)
         install_tree(minor, agent, work / "wheels", trees[minor])
@@ -308,12 +301,11 @@ def lock() -> None:
     """Rewrite packaging/python-deps.txt: what pip resolves today for the agent's dependencies
     on each supported Python, pinned, with the hash of every wheel chosen."""
     pins: dict[str, set[str]] = {}
-    for minor in sorted({*DEB_MINORS, RPM_MINOR}):
+    for minor in MINORS:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.json"
-            dependencies = [str(d) for d in project()["dependencies"]]  # type: ignore[attr-defined]
             dry_run = ["--dry-run", "--ignore-installed", "--report", str(report), "--target", tmp]
-            run(pip("install", "--quiet", *dry_run, *dependencies, minor=minor))
+            run(pip("install", "--quiet", *dry_run, *project()["dependencies"], minor=minor))
             for item in json.loads(report.read_text())["install"]:
                 pin = f"{item['metadata']['name']}=={item['metadata']['version']}"
                 pins.setdefault(pin, set()).add(
