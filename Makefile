@@ -12,7 +12,7 @@ test: deps lint unit integration e2e-ci
 
 # Every host package the targets below use (apt, only what is missing; tests/install-deps.sh).
 deps:
-	@$(DEPS) venv integration lab browser
+	@$(DEPS) venv integration lab browser package
 
 $(VENV)/.installed: pyproject.toml
 	@$(DEPS) venv
@@ -26,10 +26,11 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check agent tests lab bench
-	$(VENV)/bin/ruff format --check agent tests lab bench
+	$(VENV)/bin/ruff check agent tests lab bench packaging
+	$(VENV)/bin/ruff format --check agent tests lab bench packaging
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict lab/cockpit_lab
+	$(VENV)/bin/mypy --strict packaging/make_packages.py packaging/example_config.py
 
 unit: venv
 	$(PYTEST) tests/unit
@@ -87,3 +88,33 @@ e2e-ci: venv lab-deps
 # Cockpit.
 demo: venv lab-deps
 	$(LAB) demo
+
+# --- the .deb and the .rpm (packaging/README.md) ---
+.PHONY: package package-lock example-config
+
+PKG_RELEASE ?= 1
+PKG_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+PKG_DEB := dist/cockpit-agent_$(PKG_VERSION)-$(PKG_RELEASE)_amd64.deb
+PKG_RPM := dist/cockpit-agent-$(PKG_VERSION)-$(PKG_RELEASE).x86_64.rpm
+PKG_INPUTS := pyproject.toml README.md LICENSE $(shell find agent systemd docs packaging -type f \
+	-not -path '*/__pycache__/*' -not -path '*.egg-info/*')
+
+# Both packages from this checkout into dist/ (PKG_RELEASE=2 for a second build of a version,
+# PKG_MAINTAINER='Name <email>' for its maintainer); nothing is rebuilt when no input changed.
+# Prints the two paths.
+package: $(PKG_DEB) $(PKG_RPM)
+	@echo $(abspath $(PKG_DEB))
+	@echo $(abspath $(PKG_RPM))
+
+$(PKG_DEB) $(PKG_RPM) &: $(PKG_INPUTS) | venv
+	@$(DEPS) package
+	$(PY) packaging/make_packages.py --release $(PKG_RELEASE) \
+		$(if $(PKG_MAINTAINER),--maintainer '$(PKG_MAINTAINER)') >/dev/null
+
+# Re-pin the Python libraries the packages carry (packaging/python-deps.txt) to today's PyPI.
+package-lock: venv
+	$(PY) packaging/make_packages.py lock
+
+# The example /etc/cockpit-agent/config.toml, from the configuration's schema.
+example-config: venv
+	$(VENV)/bin/cockpit-agent config schema | $(PY) packaging/example_config.py > packaging/config.toml

@@ -11,6 +11,7 @@
 #                Python libraries it imports, to read cloud-init's configuration as it does
 #   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
+#   package      make package: dpkg-buildpackage with debhelper, rpmbuild; lintian, rpmlint
 set -eu
 
 group_packages() {
@@ -23,7 +24,9 @@ group_packages() {
     lab) echo "qemu-system-x86 qemu-utils debootstrap debian-archive-keyring gdisk util-linux
         mount e2fsprogs xfsprogs openssh-client lvm2" ;;
     browser) echo "chromium" ;;
-    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser)" >&2; exit 2 ;;
+    package) echo "build-essential debhelper rpm lintian rpmlint" ;;
+    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser, package)" >&2
+        exit 2 ;;
     esac
 }
 
@@ -37,7 +40,7 @@ group_unpacked() {
     esac
 }
 
-[ "$#" -gt 0 ] || set -- venv integration lab browser
+[ "$#" -gt 0 ] || set -- venv integration lab browser package
 wanted=""
 for group in "$@"; do
     wanted="$wanted $(group_packages "$group")"

@@ -96,6 +96,10 @@ def build_agent_wheel(dest: Path) -> Path:
             src / "agent",
             ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"),
         )
+        # The wheel's data files (pyproject.toml): the units and the example configuration.
+        shutil.copytree(REPO_DIR / "systemd", src / "systemd")
+        (src / "packaging").mkdir()
+        shutil.copy2(REPO_DIR / "packaging/config.toml", src / "packaging/config.toml")
         proc = subprocess.run(
             [
                 sys.executable,

@@ -3,14 +3,15 @@
     python3 - STEP K SETUP FOREIGN_JSON < crash_guest.py
 
 SETUP (a shell script) puts the step back in the state that makes it act. With K = 0 the
-agent plans afterwards (the planned actions are reported), then converges the step again. With K >= 1,
-`cockpit-agent reconcile --only STEP` starts in a session of its own and, as soon as its JSON
-log on stderr says it applies its K-th action, the whole session is killed with SIGKILL, as
-systemd kills a unit's cgroup (no child such as mdadm or mkfs lives on). Then the agent runs
-again, and once more with --dry-run. One JSON object on stdout says what a test must judge:
-the action being applied when the kill came, both runs' exit codes and records, the plan
-after, whether state.json parses, and a digest of the foreign parts of files the step edits
-(FOREIGN_JSON: {path: substring marking our lines}) before SETUP and after the second run.
+agent plans afterwards (the planned actions are reported), then converges the step again.
+With K >= 1, `cockpit-agent reconcile --only STEP` starts in a session of its own and, as
+soon as its JSON log on stderr says it applies its K-th action, the whole session is killed
+with SIGKILL, as systemd kills a unit's cgroup (no child such as mdadm or mkfs lives on).
+Then the agent runs again, and once more with --dry-run. One JSON object on stdout says what
+a test must judge: the action being applied when the kill came, both runs' exit codes and
+records, the plan after, whether state.json parses, and for each file the step edits
+(FOREIGN_JSON: {path: substring marking our lines}) a digest of the lines that are not the
+agent's and a count of those that are, before SETUP and after the second run.
 """
 
 import hashlib

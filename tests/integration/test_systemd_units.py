@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import need_tools
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
-INSTALLED_AT = "/usr/local/bin/cockpit-agent"
+INSTALLED_AT = "/usr/bin/cockpit-agent"
 
 pytestmark = pytest.mark.integration
 
