@@ -9,6 +9,7 @@
 #                the lab driver with a stand-in emulator (qemu-img, ssh-keygen)
 #   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
+#   deploy       make validate and the bake's chroot test: shellcheck, packer, debootstrap
 set -eu
 
 group_packages() {
@@ -19,11 +20,13 @@ group_packages() {
     lab) echo "qemu-system-x86 qemu-utils debootstrap debian-archive-keyring gdisk util-linux
         mount e2fsprogs xfsprogs openssh-client lvm2" ;;
     browser) echo "chromium" ;;
-    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser)" >&2; exit 2 ;;
+    deploy) echo "shellcheck packer debootstrap debian-archive-keyring" ;;
+    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser, deploy)" >&2
+        exit 2 ;;
     esac
 }
 
-[ "$#" -gt 0 ] || set -- venv integration lab browser
+[ "$#" -gt 0 ] || set -- venv integration lab browser deploy
 wanted=""
 for group in "$@"; do
     wanted="$wanted $(group_packages "$group")"
