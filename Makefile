@@ -36,7 +36,7 @@ unit: venv
 
 # Needs root: loop devices, network namespaces, systemd-analyze. A tool missing here fails
 # the test instead of skipping it (COCKPIT_TEST_REQUIRE_TOOLS), so this proves what CI does.
-integration: venv
+integration: venv tools
 	@$(DEPS) integration deploy
 	COCKPIT_TEST_REQUIRE_TOOLS=1 $(PYTEST) tests/integration
 

@@ -1,16 +1,13 @@
 """packaging/ami/bake.sh for real, offline, in a chroot of Debian 12 (as the lab runs it).
 
-The root is debootstrap's minbase with what a stock Debian AMI has that the bake touches
-(python3, openssh-server, systemd), cached as a tarball under /var/cache/cockpit-agent-tests.
-The agent's package is a stand-in .deb made here with dpkg-deb (the real one is issue 18's):
-its `cockpit-agent --json config validate` names one small package (`hello`) for the virt
-step, so the test proves that the bake installs what the agent's configuration lists, not
-what the real lists cost. The mirror is Debian's, as for the lab's image build.
+The root and the stand-in of the agent's package are tests/integration/debian_chroot.py's: the
+stand-in's configuration names one small package (`hello`) for the virt step, so the test
+proves that the bake installs what the agent's configuration lists, not what the real lists
+cost. The mirror is Debian's, as for the lab's image build.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,149 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
+from tests.integration.debian_chroot import VIRT, Chroot, debian_chroot, standin_deb
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BAKE = REPO / "packaging" / "ami" / "bake.sh"
-CACHE = Path(os.environ.get("COCKPIT_TEST_CACHE", "/var/cache/cockpit-agent-tests"))
-MIRROR = "http://deb.debian.org/debian"
-INCLUDE = "python3,openssh-server,systemd,iproute2,ca-certificates"
-DEBOOTSTRAP = ["debootstrap", "--variant=minbase", f"--include={INCLUDE}", "bookworm"]
-VIRT = ["hello"]  # what the stand-in agent's configuration lists for the Debian family
-
-STANDIN_AGENT = """#!/bin/sh
-# Stand-in for the cockpit-agent command: version and `--json config validate` only.
-case "$*" in
-version) echo "cockpit-agent 0.0.1-standin" ;;
-"--json config validate")
-    ls /etc/cockpit-agent/config.d/*.toml >/dev/null 2>&1 || { echo "no drop-in" >&2; exit 2; }
-    printf '{"valid": true, "files": [], "config": {"virt": {"enabled": true,
-      "packages": {"debian": %s, "rhel": ["x"]}}}}\\n' '%s' ;;
-*) echo "stand-in: unexpected arguments: $*" >&2; exit 2 ;;
-esac
-"""
-
-
-def sh(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def base_tarball() -> Path:
-    """debootstrap once per recipe; later runs unpack the tarball (seconds)."""
-    key = hashlib.sha256(" ".join([*DEBOOTSTRAP, MIRROR]).encode()).hexdigest()[:12]
-    tarball = CACHE / f"bake-chroot-{key}.tar"
-    if tarball.exists():
-        return tarball
-    CACHE.mkdir(parents=True, exist_ok=True)
-    work = CACHE / f".build-{key}-{os.getpid()}"
-    debs = CACHE / "debs"
-    debs.mkdir(exist_ok=True)
-    try:
-        proc = sh(*DEBOOTSTRAP[:-1], f"--cache-dir={debs}", DEBOOTSTRAP[-1], str(work), MIRROR)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        partial = tarball.with_suffix(".partial")
-        assert sh("tar", "-C", str(work), "-cf", str(partial), ".").returncode == 0
-        partial.rename(tarball)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return tarball
-
-
-def standin_deb(dest: Path) -> Path:
-    """cockpit-agent_0.0.1_amd64.deb with /usr/bin/cockpit-agent and an example config."""
-    tree = dest / "standin"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN/control").write_text(
-        "Package: cockpit-agent\nVersion: 0.0.1\nArchitecture: amd64\n"
-        "Maintainer: tests <tests@localhost>\nDescription: stand-in for the bake test\n"
-    )
-    agent = tree / "usr/bin/cockpit-agent"
-    agent.parent.mkdir(parents=True)
-    agent.write_text(STANDIN_AGENT.replace("'%s'", f"'{json.dumps(VIRT)}'"))
-    agent.chmod(0o755)
-    (tree / "etc/cockpit-agent").mkdir(parents=True)
-    (tree / "etc/cockpit-agent/config.toml").write_text("# example\n")
-    deb = dest / "cockpit-agent_0.0.1_amd64.deb"
-    proc = sh("dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb))
-    assert proc.returncode == 0, proc.stderr
-    return deb
-
-
-# Outside pytest's temporary directories, which a later pytest run deletes wholesale: a
-# mount left behind by a killed run must never be under a tree that something removes.
-WORK = Path("/var/tmp/cockpit-agent-bake-test")
-# Device nodes bound one by one (a bound file cannot be unlinked through its mount point, so
-# no rm -r can reach the host's /dev through the chroot); no /sys at all.
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-
-
-def mounts_under(path: Path) -> list[str]:
-    prefix = f"{path}/"
-    fields = (line.split() for line in Path("/proc/self/mounts").read_text().splitlines())
-    return [f[1] for f in fields if len(f) > 1 and f[1].startswith(prefix)]
-
-
-def unmount_all(path: Path) -> None:
-    for where in sorted(mounts_under(path), key=len, reverse=True):
-        sh("umount", "-l", where)
-    assert mounts_under(path) == [], f"mounts left under {path}: {mounts_under(path)}"
-
-
-class Chroot:
-    """An unpacked root with its own /proc and the host's basic device nodes."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def mount(self) -> None:
-        (self.root / "proc").mkdir(exist_ok=True)
-        assert sh("mount", "-t", "proc", "proc", str(self.root / "proc")).returncode == 0
-        for name in DEVICES:
-            node = self.root / "dev" / name
-            node.unlink(missing_ok=True)
-            node.touch()
-            assert sh("mount", "--bind", f"/dev/{name}", str(node)).returncode == 0
-
-    def run(self, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return sh("chroot", str(self.root), *argv, timeout=timeout)
-
-    def installed(self) -> set[str]:
-        out = self.run("dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n").stdout
-        return {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
-
-    def processes(self) -> list[str]:
-        """Processes whose root is this chroot (a daemon the bake started would be one)."""
-        found = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if os.readlink(proc / "root") == str(self.root):
-                    found.append((proc / "cmdline").read_text().replace("\0", " "))
-            except OSError:
-                continue
-        return found
 
 
 @pytest.fixture(scope="module")
 def chroot() -> Iterator[Chroot]:
-    if os.geteuid() != 0:
-        pytest.skip("a chroot needs root")
-    need_tools("debootstrap", "dpkg-deb", "chroot", "mount", "tar")
-    if WORK.exists():  # a run that was killed: its mounts first, then its files
-        unmount_all(WORK)
-        shutil.rmtree(WORK)
-    root = WORK / "root"
-    root.mkdir(parents=True)
-    box = Chroot(root)
-    try:
-        assert sh("tar", "-C", str(root), "-xf", str(base_tarball())).returncode == 0
-        box.mount()
-        shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    with debian_chroot(Path("/var/tmp/cockpit-agent-bake-test")) as box:
         yield box
-    finally:
-        unmount_all(WORK)
-        shutil.rmtree(WORK)
 
 
 def leftovers(root: Path) -> dict[str, object]:
@@ -241,7 +107,7 @@ def test_bake_in_a_chroot_installs_scans_cleans_and_is_idempotent(
     assert "offline (chroot): nothing is started" in first.stdout
 
     packages = chroot.installed()
-    assert {"cockpit-agent", *VIRT} <= packages
+    assert {"cockpit-agent", *VIRT} <= set(packages)
     assert "lynis" not in packages  # the scanner the bake added is gone again
     assert leftovers(root) == CLEAN
     assert (root / "etc/cockpit-agent/config.d/60-site.toml").read_text().endswith("= 2\n")
