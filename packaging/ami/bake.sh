@@ -263,9 +263,15 @@ scan_openscap() {
         tail -n 20 "$REPORT_DIR/openscap.txt" >&2
         die "oscap failed (exit $rc); profiles of $datastream: oscap info $datastream"
     }
-    failed=$(grep -c '^Result.*fail$' "$REPORT_DIR/openscap.txt" || true)
-    passed=$(grep -c '^Result.*pass$' "$REPORT_DIR/openscap.txt" || true)
-    scan_summary="openscap $(basename "$datastream") profile $scan_profile: $passed pass, $failed fail"
+    # The counts from the XCCDF results (oscap's console layout differs between versions).
+    counts=$(python3 -c '
+import collections, sys, xml.etree.ElementTree as ET
+results = collections.Counter(
+    e.findtext("{*}result") for e in ET.parse(sys.argv[1]).iter() if e.tag.endswith("rule-result")
+)
+print(", ".join(f"{n} {r}" for r, n in sorted(results.items())) or "no rule")
+' "$REPORT_DIR/openscap-results.xml")
+    scan_summary="openscap $(basename "$datastream") ${scan_profile##*_profile_}: $counts"
 }
 
 scan_image() {
