@@ -5,14 +5,14 @@ PYTEST := $(PY) -m pytest
 
 DEPS := tests/install-deps.sh
 
-.PHONY: test unit integration lint bench bench-lab venv deps
+.PHONY: test unit integration lint bench bench-lab venv deps validate tools
 
 # On a fresh Debian 12 machine this is all there is to do: it installs what it needs first.
-test: deps lint unit integration e2e-ci
+test: deps lint unit integration validate e2e-ci
 
 # Every host package the targets below use (apt, only what is missing; tests/install-deps.sh).
 deps:
-	@$(DEPS) venv integration lab browser package
+	@$(DEPS) venv integration lab browser package deploy
 
 $(VENV)/.installed: pyproject.toml
 	@$(DEPS) venv
@@ -37,8 +37,8 @@ unit: venv
 
 # Needs root: loop devices, network namespaces, systemd-analyze. A tool missing here fails
 # the test instead of skipping it (COCKPIT_TEST_REQUIRE_TOOLS), so this proves what CI does.
-integration: venv
-	@$(DEPS) integration
+integration: venv tools
+	@$(DEPS) integration deploy
 	COCKPIT_TEST_REQUIRE_TOOLS=1 $(PYTEST) tests/integration
 
 # cloud-init is the yardstick; /etc/cloud/cloud-init.disabled keeps it from ever acting here.
@@ -118,3 +118,35 @@ package-lock: venv
 # The example /etc/cockpit-agent/config.toml, from the configuration's schema.
 example-config: venv
 	$(VENV)/bin/cockpit-agent config schema | $(PY) packaging/example_config.py > packaging/config.toml
+
+# --- deployment: packaging/ami (bake, Packer, Image Builder), cloudformation, ansible ---
+# The validators from PyPI live in their own venv (their pins conflict with the agent's);
+# it is rebuilt only when packaging/tools-requirements.txt changes.
+TOOLS ?= .tools
+$(TOOLS)/.installed: packaging/tools-requirements.txt
+	@$(DEPS) venv
+	@echo "validators' environment: $(TOOLS) (pip log: $(TOOLS)/install.log)"
+	@python3 -m venv $(TOOLS)
+	@{ $(TOOLS)/bin/pip install --upgrade pip && $(TOOLS)/bin/pip install -r $<; } \
+		>$(TOOLS)/install.log 2>&1 || { tail -n 30 $(TOOLS)/install.log; \
+		echo "pip install failed; full log: $(TOOLS)/install.log"; exit 1; }
+	@touch $@
+
+tools: $(TOOLS)/.installed
+
+# Offline, without AWS credentials: each validator of each artifact (docs/deploy.md).
+NO_AWS := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+	CHECKPOINT_DISABLE=1
+validate: tools
+	@$(DEPS) deploy
+	shellcheck packaging/ami/bake.sh
+	packer fmt -check packaging/ami/cockpit-agent.pkr.hcl
+	@dir=$$(mktemp -d) && trap 'rmdir "$$dir"' EXIT && set -x && \
+		$(NO_AWS) packer validate -var region=validate-only -var package_dir=$$dir \
+		packaging/ami/cockpit-agent.pkr.hcl
+	$(TOOLS)/bin/cfn-lint packaging/cloudformation/*.yaml
+	$(NO_AWS) $(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-d packaging/cloudformation
+	cd packaging/ansible && PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" ansible-lint --offline
+	cd packaging/ansible && ../../$(TOOLS)/bin/ansible-playbook --syntax-check \
+		-i inventory.example.ini site.yml

@@ -12,6 +12,7 @@
 #   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
 #   package      make package: dpkg-buildpackage with debhelper, rpmbuild; lintian, rpmlint
+#   deploy       make validate and the bake's chroot test: shellcheck, packer, debootstrap
 set -eu
 
 group_packages() {
@@ -25,7 +26,8 @@ group_packages() {
         mount e2fsprogs xfsprogs openssh-client lvm2" ;;
     browser) echo "chromium" ;;
     package) echo "build-essential debhelper rpm lintian rpmlint" ;;
-    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser, package)" >&2
+    deploy) echo "shellcheck packer debootstrap debian-archive-keyring" ;;
+    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser, package, deploy)" >&2
         exit 2 ;;
     esac
 }
@@ -40,7 +42,7 @@ group_unpacked() {
     esac
 }
 
-[ "$#" -gt 0 ] || set -- venv integration lab browser package
+[ "$#" -gt 0 ] || set -- venv integration lab browser package deploy
 wanted=""
 for group in "$@"; do
     wanted="$wanted $(group_packages "$group")"
