@@ -259,7 +259,9 @@ def test_turning_it_off_says_which_vms_name_default_nat(host: Host) -> None:
     host.run()
     host.libvirt.domains = {"db": (domain_xml("default-nat"), True)}
     assert host.run(default_vm_network=False) == []  # db would lose its network
-    assert "while running VMs use it or default-nat (db)" in host.summary
+    assert "given back once no running VM uses the agent's default or default-nat (db)" in (
+        host.summary
+    )
     host.libvirt.domains = {"db": (domain_xml("default-nat"), False)}
     assert host.run(default_vm_network=False)[1] == (
         "rename libvirt network default-nat to default (VMs that name default-nat, db: "
@@ -285,3 +287,14 @@ def test_the_renamed_stock_network_matches_the_golden_file() -> None:
     _check_golden(
         "libvirt-default-nat", {"default-nat.xml": renamed_xml(STOCK_DUMP, "default-nat")}
     )
+
+
+def test_default_nat_an_admin_undefined_stays_gone_until_the_way_back(host: Host) -> None:
+    host.run()
+    del host.libvirt.networks["default-nat"]
+    assert host.run() == []
+    assert host.run(default_vm_network=False) == [
+        RESTORED[0],
+        "define libvirt network default from the stock definition in the state file",
+    ]
+    assert canonical(host.libvirt.networks["default"].xml) == canonical(STOCK_DUMP)

@@ -198,8 +198,8 @@ def _plan_off(seen: LibvirtObserved) -> tuple[list[LibvirtAction | DefaultAction
     )
     if busy:
         return [], (
-            f"libvirt network default stays on the LNI while running VMs use it or "
-            f"{STOCK_RENAMED} ({', '.join(busy)})"
+            f"libvirt's stock default is given back once no running VM uses the agent's "
+            f"default or {STOCK_RENAMED} ({', '.join(busy)})"
         )
     actions: list[LibvirtAction | DefaultAction] = []
     if default is not None:

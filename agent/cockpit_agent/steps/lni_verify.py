@@ -82,35 +82,25 @@ def _ssh_finding(addresses: list[str]) -> Finding:
     )
 
 
-def _network_finding(name: str, seen: NetworkState | None) -> Finding:
+def _network_finding(name: str, seen: NetworkState | None, code: str = "lni-libvirt") -> Finding:
     if seen is None:
-        return Finding("warning", "lni-libvirt", f"libvirt network {name} is not defined")
+        return Finding("warning", code, f"libvirt network {name} is not defined")
     if not (seen.active and seen.autostart):
-        return Finding(
-            "warning",
-            "lni-libvirt",
-            f"libvirt network {name}: active={seen.active}, autostart={seen.autostart}",
-        )
-    return Finding("ok", "lni-libvirt", f"libvirt network {name} active and autostarted")
+        state = f"active={seen.active}, autostart={seen.autostart}"
+        return Finding("warning", code, f"libvirt network {name}: {state}")
+    return Finding("ok", code, f"libvirt network {name} active and autostarted")
 
 
 def _default_finding(config: LniConfig, seen: NetworkState | None) -> Finding:
     want = render_libvirt_network(LibvirtNetworkSpec(DEFAULT_NETWORK, config.bridge))
-    if seen is None or not network_xml_matches(want, seen.xml):
-        what = "not defined" if seen is None else "not on the bridge"
-        return Finding(
-            "warning",
-            "lni-default-network",
-            f"new VMs do not get the LNI: libvirt network default is {what} "
-            "(the lni step's summary says why)",
-        )
-    if not (seen.active and seen.autostart):
-        state = f"active={seen.active}, autostart={seen.autostart}"
-        return Finding("warning", "lni-default-network", f"libvirt network default: {state}")
+    if seen is not None and network_xml_matches(want, seen.xml):
+        return _network_finding(DEFAULT_NETWORK, seen, "lni-default-network")
+    what = "not defined" if seen is None else f"not on {config.bridge}"
     return Finding(
-        "ok",
+        "warning",
         "lni-default-network",
-        f"new VMs get the LNI: libvirt network default on {config.bridge}",
+        f"new VMs do not get the LNI: libvirt network default is {what} "
+        "(the lni step's summary says why)",
     )
 
 
