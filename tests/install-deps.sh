@@ -8,7 +8,9 @@
 #   integration  loop devices, partitions, filesystems, network namespaces, systemd-analyze,
 #                the lab driver with a stand-in emulator (qemu-img, ssh-keygen); cloud-init's
 #                own code (unpacked, never installed: its units must not run here) and the
-#                Python libraries it imports, to read cloud-init's configuration as it does
+#                Python libraries it imports, to read cloud-init's configuration as it does;
+#                libvirt's network schema and stock network (unpacked) with xmllint; busybox
+#                and cpio for the lab's tiny VM (lab/cockpit_lab/tinyvm.py)
 #   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
 #   package      make package: dpkg-buildpackage with debhelper, rpmbuild; lintian, rpmlint
@@ -21,7 +23,7 @@ group_packages() {
     integration) echo "systemd udev util-linux mount fdisk gdisk e2fsprogs xfsprogs btrfs-progs
         cloud-guest-utils iproute2 dnsmasq-base isc-dhcp-client qemu-utils openssh-client
         python3-yaml python3-requests python3-jinja2 python3-jsonpatch python3-jsonschema
-        python3-configobj python3-netifaces" ;;
+        python3-configobj python3-netifaces libxml2-utils busybox cpio" ;;
     lab) echo "qemu-system-x86 qemu-utils debootstrap debian-archive-keyring gdisk util-linux
         mount e2fsprogs xfsprogs openssh-client lvm2" ;;
     browser) echo "chromium" ;;
@@ -37,7 +39,7 @@ group_packages() {
 UNPACKED=/var/cache/cockpit-agent-deps
 group_unpacked() {
     case "$1" in
-    integration) echo "cloud-init" ;;
+    integration) echo "cloud-init libvirt0 libvirt-daemon-config-network" ;;
     *) ;;
     esac
 }

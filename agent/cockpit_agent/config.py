@@ -14,7 +14,15 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cockpit_agent.errors import ConfigError
 from cockpit_agent.paths import CONFIG_PATH
@@ -166,7 +174,10 @@ class LniConfig(_Section):
     )
     mode: Literal["bridge", "route"] = Field("bridge", description="How VMs reach the LNI.")
     default_vm_network: bool = Field(
-        False, description="Make the LNI network the one new VMs get by default."
+        True,
+        description="Bridge mode: libvirt's `default` network (what virt-install and Cockpit's "
+        "Create VM give a VM when none is named) on the bridge, the stock NAT network kept as "
+        "`default-nat`; false gives libvirt's stock `default` back.",
     )
     address_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         60.0, description="How long the bridge may take to get its address before rollback."
@@ -189,6 +200,16 @@ class LniConfig(_Section):
         description="mode = route: the block of the LNI's subnet routed to VMs (e.g. "
         "10.0.3.192/26); required in that mode.",
     )
+
+    @field_validator("libvirt_network")
+    @classmethod
+    def _not_a_name_default_vm_network_owns(cls, name: str) -> str:
+        if name in ("default", "default-nat"):
+            raise ValueError(
+                f"{name!r} is libvirt's own network (or its renamed copy); use "
+                "default_vm_network to put `default` on the bridge"
+            )
+        return name
 
     @model_validator(mode="after")
     def _route_mode_needs_a_subnet(self) -> LniConfig:

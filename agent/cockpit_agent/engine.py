@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -57,6 +57,9 @@ class Ctx:
     notifier: Notifier = field(default_factory=Notifier)
     step_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     state_dir: Path = Path("/var/lib/cockpit-agent")
+    # Saves the state file (step_data included) now, not only at the end of the run: a step
+    # calls it after recording what it is about to create, so a kill cannot lose the record.
+    checkpoint: Callable[[], None] = lambda: None
 
 
 ObsT = TypeVar("ObsT")

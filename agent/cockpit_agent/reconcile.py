@@ -55,6 +55,8 @@ def reconcile(
             step_data=state.step_data,
             state_dir=state_path.parent,
         )
+        if not dry_run:
+            ctx.checkpoint = lambda: save_state(state_path, state)
         run = engine.run(ctx, only=only, dry_run=dry_run)
         run.location = facts.location
         if not dry_run:

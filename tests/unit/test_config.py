@@ -66,6 +66,8 @@ def test_unknown_top_level_table(tmp_path: Path) -> None:
         ("[imds]\nendpoint = 'file:///etc/passwd'\n", "imds.endpoint", "pattern"),
         ("[lni]\nmac = '0E:11:22:33:44:02'\n", "lni.mac", "pattern"),
         ("[rootfs]\nenabled = 'maybe'\n", "rootfs.enabled", "valid boolean"),
+        ("[lni]\nlibvirt_network = 'default'\n", "lni.libvirt_network", "use default_vm_network"),
+        ("[lni]\nlibvirt_network = 'default-nat'\n", "lni.libvirt_network", "renamed copy"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, path: str, expected: str) -> None:

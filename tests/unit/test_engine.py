@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Engine, Finding
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.host.files import Files
+from cockpit_agent.imds_stub import ImdsStub
+from cockpit_agent.reconcile import reconcile
 from tests.fakes import FakeRunner
 
 
@@ -172,3 +175,35 @@ def test_timings_are_recorded(ctx: Ctx) -> None:
 def test_empty_engine_converges(ctx: Ctx) -> None:
     run: Any = Engine([]).run(ctx)
     assert run.result == "converged" and run.steps == []
+
+
+@dataclass
+class RecordingStep(WorldStep):
+    """Records each name in step_data, checkpoints, then reads the state file back."""
+
+    on_disk: list[Any] = field(default_factory=list)
+    state_path: Path = Path()
+
+    def apply(self, action: Touch, ctx: Ctx) -> None:
+        ctx.step_data.setdefault(self.name, {})[action.name] = "recorded"
+        ctx.checkpoint()
+        saved = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.on_disk.append(saved.get("step_data", {}).get(self.name))
+        raise CommandFailed(["killed-here"], 137, "")
+
+
+def test_a_checkpoint_saves_step_data_before_the_run_ends(
+    tmp_path: Path, imds_stub: ImdsStub
+) -> None:
+    # A step records what it is about to create and calls ctx.checkpoint(): the state file has
+    # the record although the action then fails (as a kill would end it) before the run's save.
+    step = RecordingStep("a", ["x"], set(), state_path=tmp_path / "state.json")
+    config = Config.model_validate({"imds": {"endpoint": imds_stub.url, "boot_wait_seconds": 1}})
+    reconcile(
+        config,
+        state_path=step.state_path,
+        lock_path=tmp_path / "lock",
+        wait_seconds=0,
+        engine=Engine([step]),
+    )
+    assert step.on_disk == [{"x": "recorded"}]

@@ -494,10 +494,14 @@ def converged_network(world: World) -> World:
     return world
 
 
+# libvirt's `default` network: tests/unit/test_lni_default_network.py
+LNI_ONLY = LniConfig(default_vm_network=False)
+
+
 def test_libvirt_network_is_defined_autostarted_and_started(converged_network: World) -> None:
     world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="default\n")
-    ctx = world.ctx(CONVERGED)
+    world.runner.expect(*V, "net-list", "--all", "--name", stdout="")
+    ctx = world.ctx(CONVERGED, LNI_ONLY)
     actions = world.plan(ctx)
     assert names(actions) == [
         "DefineLibvirtNetwork",
@@ -521,12 +525,12 @@ def test_libvirt_network_is_defined_autostarted_and_started(converged_network: W
 
 def test_libvirt_network_already_right_plans_nothing(converged_network: World) -> None:
     world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="default\nlni\n")
+    world.runner.expect(*V, "net-list", "--all", "--name", stdout="lni\n")
     world.runner.expect(
         *V, "net-dumpxml", "--inactive", "lni", stdout=BRIDGED_XML.format(name="lni")
     )
     world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
-    assert world.plan(world.ctx(CONVERGED)) == []
+    assert world.plan(world.ctx(CONVERGED, LNI_ONLY)) == []
 
 
 def test_libvirt_network_with_another_definition_is_replaced(converged_network: World) -> None:
@@ -536,7 +540,7 @@ def test_libvirt_network_with_another_definition_is_replaced(converged_network: 
         *V, "net-dumpxml", "--inactive", "lni", stdout=NAT_XML.replace("default", "lni")
     )
     world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
-    ctx = world.ctx(CONVERGED)
+    ctx = world.ctx(CONVERGED, LNI_ONLY)
     actions = world.plan(ctx)
     assert [a.describe() for a in actions] == [
         "redefine libvirt network lni",
@@ -552,40 +556,6 @@ def test_libvirt_network_with_another_definition_is_replaced(converged_network: 
         (*V, "net-undefine", "lni"),
         (*V, "net-define", str(xml_path)),
     ]
-
-
-def test_default_vm_network_keeps_the_stock_nat_network_as_default_nat(
-    converged_network: World,
-) -> None:
-    world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="default\nlni\n")
-    world.runner.expect(
-        *V, "net-dumpxml", "--inactive", "lni", stdout=BRIDGED_XML.format(name="lni")
-    )
-    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
-    world.runner.expect(*V, "net-dumpxml", "--inactive", "default", stdout=NAT_XML)
-    world.runner.expect(*V, "net-info", "default", stdout=info(True, True))
-    ctx = world.ctx(CONVERGED, LniConfig(default_vm_network=True))
-    actions = world.plan(ctx)
-    assert [a.describe() for a in actions] == [
-        "rename libvirt network default to default-nat",
-        "define libvirt network default",
-        "autostart libvirt network default",
-        "start libvirt network default",
-    ]
-    files = Files(world.tmp_path)
-    for argv in (
-        ("net-destroy", "default"),
-        ("net-undefine", "default"),
-        ("net-define", str(files.path("/run/cockpit-agent/libvirt-network-default-nat.xml"))),
-        ("net-autostart", "default-nat"),
-        ("net-start", "default-nat"),
-    ):
-        world.runner.expect(*V, *argv)
-    world.step().apply(actions[0], ctx)
-    renamed = files.read("/run/cockpit-agent/libvirt-network-default-nat.xml") or ""
-    assert "<name>default-nat</name>" in renamed and "<uuid>" not in renamed
-    assert "virbr0" in renamed
 
 
 def test_libvirt_not_answering_leaves_the_network_for_later(converged_network: World) -> None:

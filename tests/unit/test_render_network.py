@@ -99,8 +99,16 @@ BRIDGE_NET = LibvirtNetworkSpec("lni", "br-lni")
 ROUTE_NET = LibvirtNetworkSpec("lni", "br-lni", "route", IPv4Network("192.168.50.192/26"))
 
 
+DEFAULT_NET = LibvirtNetworkSpec("default", "br-lni")
+
+
 @pytest.mark.parametrize(
-    ("case", "spec"), [("libvirt-bridge", BRIDGE_NET), ("libvirt-route", ROUTE_NET)]
+    ("case", "spec"),
+    [
+        ("libvirt-bridge", BRIDGE_NET),
+        ("libvirt-route", ROUTE_NET),
+        ("libvirt-default", DEFAULT_NET),
+    ],
 )
 def test_libvirt_network_matches_golden_file(case: str, spec: LibvirtNetworkSpec) -> None:
     _check_golden(case, {f"{spec.name}.xml": render_libvirt_network(spec)})

@@ -70,6 +70,12 @@ def _covers(live: ET.Element, want: ET.Element) -> bool:
     return True
 
 
+def xml_covers(live: str, want: str) -> bool:
+    """Whether every element, attribute and text of `want` is in `live` (which may have more)."""
+    # Both come from this agent, the local libvirtd or the host's libvirt package.
+    return _covers(ET.fromstring(live), ET.fromstring(want))  # noqa: S314
+
+
 def network_xml_matches(desired: str, live: str) -> bool:
     """Whether `live` (from net-dumpxml) is the network `desired` describes.
 

@@ -24,7 +24,7 @@ from cockpit_agent.facts.links import Link, link_by_mac
 from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host import netlink
 from cockpit_agent.render.bridge import BridgeSpec, RenderedFile, StaticAddress
-from cockpit_agent.render.libvirt_network import LibvirtNetworkSpec
+from cockpit_agent.render.libvirt_network import LibvirtNetworkSpec, render_libvirt_network
 from cockpit_agent.render.netplan import render_netplan
 from cockpit_agent.render.networkd import render_networkd
 from cockpit_agent.render.networkmanager import render_networkmanager
@@ -43,6 +43,15 @@ from cockpit_agent.steps.lni_actions import (
     SetBridgeMac,
     StartDhcpClient,
     WriteNetworkFiles,
+)
+from cockpit_agent.steps.lni_default_network import (
+    STOCK_RENAMED,
+    DefaultAction,
+    MoveLibvirtNetwork,
+    RemoveLibvirtNetwork,
+    apply_default,
+    observe_default,
+    plan_default,
 )
 from cockpit_agent.steps.lni_libvirt import (
     DEFAULT_NETWORK,
@@ -248,13 +257,12 @@ class LniStep:
         if self.which("virsh") is None:
             return None, "libvirt not installed (no virsh): libvirt network left to a later run"
         config: LniConfig = ctx.config.lni
-        names = [config.libvirt_network]
-        if config.default_vm_network and config.libvirt_network != DEFAULT_NETWORK:
-            names.append(DEFAULT_NETWORK)
+        names = (config.libvirt_network, DEFAULT_NETWORK, STOCK_RENAMED)
         try:
-            return observe_libvirt(ctx, tuple(names)), ""
+            libvirt = observe_default(ctx, observe_libvirt(ctx, names))
         except CommandFailed as exc:
             return None, f"libvirt does not answer ({exc}): libvirt network left to a later run"
+        return libvirt, self._plan_default(config, libvirt)[1]
 
     # -- plan --------------------------------------------------------------------------------
 
@@ -286,10 +294,24 @@ class LniStep:
         if config.mode == "route" and observed.proxy_arp is not True:
             actions.append(EnableProxyArp(spec.bridge))
         if observed.libvirt is not None:
-            actions += plan_libvirt(
-                self._libvirt_spec(config), observed.libvirt, config.default_vm_network
-            )
+            actions += plan_libvirt(self._libvirt_spec(config), observed.libvirt)
+            actions += self._plan_default(config, observed.libvirt)[0]
         return actions
+
+    @staticmethod
+    def _plan_default(
+        config: LniConfig, libvirt: LibvirtObserved
+    ) -> tuple[list[LibvirtAction | DefaultAction], str]:
+        """libvirt's `default` on the bridge: with default_vm_network, in bridge mode only (in
+        route mode it would put VMs on the LAN with their own MACs, which route mode avoids)."""
+        on = config.default_vm_network and config.mode == "bridge"
+        spec = LibvirtNetworkSpec(DEFAULT_NETWORK, config.bridge)
+        actions, note = plan_default(on, render_libvirt_network(spec), libvirt)
+        if config.default_vm_network and config.mode == "route":
+            note = "; ".join(
+                n for n in ("route mode: new VMs get libvirt's default, not the LNI", note) if n
+            )
+        return actions, note
 
     def _plan_network(
         self, observed: LniObserved, spec: BridgeSpec, manager: Manager, config: LniConfig
@@ -358,6 +380,8 @@ class LniStep:
         elif isinstance(action, EnableProxyArp):
             argv = [*lni_apply.netns_prefix(self.netns), "sysctl", "-w"]
             ctx.runner.run([*argv, f"{_proxy_arp_key(action.bridge)}=1"])
+        elif isinstance(action, MoveLibvirtNetwork | RemoveLibvirtNetwork):
+            apply_default(action, ctx)
         else:
             libvirt_action: LibvirtAction = action
             apply_libvirt(libvirt_action, ctx)

@@ -3,18 +3,17 @@
 Only planned when libvirt is there (virsh installed and libvirtd answering). A network whose
 definition differs is destroyed (if active), undefined and defined again: `net-define` on an
 existing name with another UUID fails, and a changed definition of an active network only
-takes effect after a restart anyway. With lni.default_vm_network, libvirt's stock `default`
-(NAT) network is kept as `default-nat` and `default` becomes a second network on the bridge
-(docs/adr/0007-lni-libvirt-default-network.md).
+takes effect after a restart anyway. libvirt's `default` network (lni.default_vm_network) is
+lni_default_network's.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from cockpit_agent.engine import Ctx
-from cockpit_agent.errors import CommandFailed
 from cockpit_agent.render.libvirt_network import (
     LibvirtNetworkSpec,
     network_xml_matches,
@@ -23,7 +22,6 @@ from cockpit_agent.render.libvirt_network import (
 
 LIBVIRT_URI = "qemu:///system"
 DEFAULT_NETWORK = "default"
-STOCK_RENAMED = "default-nat"
 XML_DIR = "/run/cockpit-agent"
 
 
@@ -43,11 +41,26 @@ class NetworkState:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """A libvirt domain (VM) and the libvirt networks its interfaces name."""
+
+    name: str
+    running: bool
+    networks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LibvirtObserved:
-    """The libvirt networks that matter to the LNI step (None = not defined)."""
+    """The libvirt networks that matter to the LNI step (None = not defined), the VMs that
+    use them (read only when `default` or `default-nat` is defined), the stock `default`
+    network's definition as this host ships it, and the step's record of what it moved and
+    created (a copy of its step_data)."""
 
     networks: dict[str, NetworkState | None]
     all_names: tuple[str, ...]
+    domains: tuple[Domain, ...] = ()
+    stock_xml: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,23 +97,11 @@ class StartLibvirtNetwork:
         return f"start libvirt network {self.name}"
 
 
-@dataclass(frozen=True)
-class RenameLibvirtNetwork:
-    """Keep a network under a new name (libvirt has no rename: define new, undefine old)."""
-
-    old: str
-    new: str
-
-    def describe(self) -> str:
-        return f"rename libvirt network {self.old} to {self.new}"
+LibvirtAction = DefineLibvirtNetwork | AutostartLibvirtNetwork | StartLibvirtNetwork
 
 
-LibvirtAction = (
-    DefineLibvirtNetwork | AutostartLibvirtNetwork | StartLibvirtNetwork | RenameLibvirtNetwork
-)
-
-
-def _info(ctx: Ctx, name: str) -> dict[str, str]:
+def net_info(ctx: Ctx, name: str) -> dict[str, str]:
+    """`virsh net-info` as lower-case keys and values."""
     out = ctx.runner.run(virsh("net-info", name)).stdout
     info = {}
     for line in out.splitlines():
@@ -119,7 +120,7 @@ def observe_libvirt(ctx: Ctx, names: tuple[str, ...]) -> LibvirtObserved:
             networks[name] = None
             continue
         xml = ctx.runner.run(virsh("net-dumpxml", "--inactive", name)).stdout
-        info = _info(ctx, name)
+        info = net_info(ctx, name)
         networks[name] = NetworkState(
             name=name,
             xml=xml,
@@ -129,7 +130,27 @@ def observe_libvirt(ctx: Ctx, names: tuple[str, ...]) -> LibvirtObserved:
     return LibvirtObserved(networks=networks, all_names=tuple(listed))
 
 
-def _converge_one(name: str, xml: str, state: NetworkState | None) -> list[LibvirtAction]:
+def observe_domains(ctx: Ctx) -> tuple[Domain, ...]:
+    """Every domain, whether it runs, and the networks its persistent definition names."""
+    names = ctx.runner.run(virsh("list", "--all", "--name")).stdout.split("\n")
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        return ()
+    running = {n.strip() for n in ctx.runner.run(virsh("list", "--name")).stdout.split("\n")}
+    domains = []
+    for name in names:
+        xml = ctx.runner.run(virsh("dumpxml", "--inactive", name)).stdout
+        root = ET.fromstring(xml)  # noqa: S314 - from the local libvirtd
+        used = [
+            source.get("network", "")
+            for source in root.findall("./devices/interface[@type='network']/source")
+        ]
+        domains.append(Domain(name, name in running, tuple(n for n in used if n)))
+    return tuple(domains)
+
+
+def converge_network(name: str, xml: str, state: NetworkState | None) -> list[LibvirtAction]:
+    """Define, autostart and start the network `xml` describes, as far as it is not so."""
     if state is None:
         return [
             DefineLibvirtNetwork(name, xml),
@@ -148,67 +169,42 @@ def _converge_one(name: str, xml: str, state: NetworkState | None) -> list[Libvi
     return actions
 
 
-def plan_libvirt(
-    spec: LibvirtNetworkSpec, observed: LibvirtObserved, default_vm_network: bool
-) -> list[LibvirtAction]:
-    """Actions for the LNI network and, with default_vm_network, for `default`."""
-    actions = _converge_one(spec.name, render_libvirt_network(spec), observed.networks[spec.name])
-    if not default_vm_network or spec.name == DEFAULT_NETWORK:
-        return actions
-    default_spec = LibvirtNetworkSpec(DEFAULT_NETWORK, spec.bridge, spec.mode, spec.route_subnet)
-    if spec.mode == "route":
-        # Two routed networks cannot share one block and bridge; route mode's default is lni.
-        return actions
-    want = render_libvirt_network(default_spec)
-    current = observed.networks.get(DEFAULT_NETWORK)
-    if (
-        current is not None
-        and not network_xml_matches(want, current.xml)
-        and STOCK_RENAMED not in observed.all_names
-    ):
-        actions.append(RenameLibvirtNetwork(DEFAULT_NETWORK, STOCK_RENAMED))
-        current = None
-    return actions + _converge_one(DEFAULT_NETWORK, want, current)
+def plan_libvirt(spec: LibvirtNetworkSpec, observed: LibvirtObserved) -> list[LibvirtAction]:
+    """Actions for the LNI network."""
+    return converge_network(spec.name, render_libvirt_network(spec), observed.networks[spec.name])
 
 
-def _define(ctx: Ctx, name: str, xml: str) -> None:
+def record(ctx: Ctx) -> dict[str, Any]:
+    """The step's record of libvirt's `default`: what it moved ("stock") and made ("created")."""
+    kept: dict[str, Any] = ctx.step_data.setdefault("lni", {}).setdefault("default_network", {})
+    return kept
+
+
+def define_network(ctx: Ctx, name: str, xml: str) -> None:
+    """`virsh net-define` from a file the agent writes."""
     path = f"{XML_DIR}/libvirt-network-{name}.xml"
     ctx.files.write(path, xml, 0o600)
     ctx.runner.run(virsh("net-define", str(ctx.files.path(path))))
 
 
+def remove_network(ctx: Ctx, name: str, active: bool) -> None:
+    """Stop (if active) and undefine a network."""
+    if active:
+        ctx.runner.run(virsh("net-destroy", name))
+    ctx.runner.run(virsh("net-undefine", name))
+
+
 def apply_libvirt(action: LibvirtAction, ctx: Ctx) -> None:
     """Carry out one libvirt action."""
     if isinstance(action, DefineLibvirtNetwork):
+        if action.name == DEFAULT_NETWORK:
+            # Only lni_default_network plans `default`: it is the agent's from here on.
+            record(ctx)["created"] = action.xml
+            ctx.checkpoint()
         if action.replace:
-            if action.active:
-                ctx.runner.run(virsh("net-destroy", action.name))
-            ctx.runner.run(virsh("net-undefine", action.name))
-        _define(ctx, action.name, action.xml)
+            remove_network(ctx, action.name, action.active)
+        define_network(ctx, action.name, action.xml)
     elif isinstance(action, AutostartLibvirtNetwork):
         ctx.runner.run(virsh("net-autostart", action.name))
-    elif isinstance(action, StartLibvirtNetwork):
-        ctx.runner.run(virsh("net-start", action.name))
     else:
-        _rename(ctx, action)
-
-
-def _rename(ctx: Ctx, action: RenameLibvirtNetwork) -> None:
-    dumped = ctx.runner.run(virsh("net-dumpxml", "--inactive", action.old)).stdout
-    root = ET.fromstring(dumped)  # noqa: S314 - from the local libvirtd
-    name = root.find("name")
-    if name is None:
-        raise CommandFailed(virsh("net-dumpxml", action.old), 0, "no <name> in the XML")
-    name.text = action.new
-    for generated in root.findall("uuid"):
-        root.remove(generated)
-    info = _info(ctx, action.old)
-    if info.get("active") == "yes":
-        ctx.runner.run(virsh("net-destroy", action.old))
-    ctx.runner.run(virsh("net-undefine", action.old))
-    _define(ctx, action.new, ET.tostring(root, encoding="unicode") + "\n")
-    if info.get("autostart") == "yes":
-        ctx.runner.run(virsh("net-autostart", action.new))
-    if info.get("active") == "yes":
-        # Its bridge (virbr0) is free again: the new `default` uses the LNI bridge.
-        ctx.runner.run(virsh("net-start", action.new))
+        ctx.runner.run(virsh("net-start", action.name))

@@ -12,7 +12,17 @@ from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.facts.links import Link, link_by_mac
 from cockpit_agent.host.netlink import Netlink
-from cockpit_agent.steps.lni_libvirt import LibvirtObserved, observe_libvirt
+from cockpit_agent.render.libvirt_network import (
+    LibvirtNetworkSpec,
+    network_xml_matches,
+    render_libvirt_network,
+)
+from cockpit_agent.steps.lni_libvirt import (
+    DEFAULT_NETWORK,
+    LibvirtObserved,
+    NetworkState,
+    observe_libvirt,
+)
 
 if TYPE_CHECKING:
     from cockpit_agent.steps.lni import LniObserved
@@ -72,22 +82,41 @@ def _ssh_finding(addresses: list[str]) -> Finding:
     )
 
 
-def _libvirt_findings(ctx: Ctx, name: str, observed: LibvirtObserved | None) -> list[Finding]:
+def _network_finding(name: str, seen: NetworkState | None, code: str = "lni-libvirt") -> Finding:
+    if seen is None:
+        return Finding("warning", code, f"libvirt network {name} is not defined")
+    if not (seen.active and seen.autostart):
+        state = f"active={seen.active}, autostart={seen.autostart}"
+        return Finding("warning", code, f"libvirt network {name}: {state}")
+    return Finding("ok", code, f"libvirt network {name} active and autostarted")
+
+
+def _default_finding(config: LniConfig, seen: NetworkState | None) -> Finding:
+    want = render_libvirt_network(LibvirtNetworkSpec(DEFAULT_NETWORK, config.bridge))
+    if seen is not None and network_xml_matches(want, seen.xml):
+        return _network_finding(DEFAULT_NETWORK, seen, "lni-default-network")
+    what = "not defined" if seen is None else f"not on {config.bridge}"
+    return Finding(
+        "warning",
+        "lni-default-network",
+        f"new VMs do not get the LNI: libvirt network default is {what} "
+        "(the lni step's summary says why)",
+    )
+
+
+def _libvirt_findings(
+    ctx: Ctx, config: LniConfig, observed: LibvirtObserved | None
+) -> list[Finding]:
+    on = config.default_vm_network and config.mode == "bridge"
+    names = (config.libvirt_network, DEFAULT_NETWORK) if on else (config.libvirt_network,)
     try:
-        seen = (observed or observe_libvirt(ctx, (name,))).networks.get(name)
+        seen = observed or observe_libvirt(ctx, names)
     except CommandFailed as exc:
         return [Finding("warning", "lni-libvirt", f"libvirt does not answer: {exc}")]
-    if seen is None:
-        return [Finding("warning", "lni-libvirt", f"libvirt network {name} is not defined")]
-    if not (seen.active and seen.autostart):
-        return [
-            Finding(
-                "warning",
-                "lni-libvirt",
-                f"libvirt network {name}: active={seen.active}, autostart={seen.autostart}",
-            )
-        ]
-    return [Finding("ok", "lni-libvirt", f"libvirt network {name} active and autostarted")]
+    findings = [_network_finding(config.libvirt_network, seen.networks.get(config.libvirt_network))]
+    if on:
+        findings.append(_default_finding(config, seen.networks.get(DEFAULT_NETWORK)))
+    return findings
 
 
 def verify_lni(
@@ -116,5 +145,5 @@ def verify_lni(
         findings.append(_ssh_finding(_ipv4(bridge)))
     if which("virsh") is not None:
         libvirt = observed.libvirt if observed else None
-        findings += _libvirt_findings(ctx, config.libvirt_network, libvirt)
+        findings += _libvirt_findings(ctx, config, libvirt)
     return findings
