@@ -323,7 +323,10 @@ def _mount(
         return []
     actions: list[StorageAction] = []
     if obs.mount.dev is None:
+        # Unmounted, the owner and mode seen are those of the directory underneath, which
+        # say nothing of the filesystem's root: set them once it is mounted. (A run killed
+        # between its mount and its chmod left the root 0755 to every later run otherwise.)
         actions.append(Mount(cfg.mount_point, target.device))
-    if target.fresh or (obs.mount.dev is not None and obs.mount.owner != owner):
+    if target.fresh or obs.mount.dev is None or obs.mount.owner != owner:
         actions.append(SetMountPointMode(cfg.mount_point, *owner))
     return actions
