@@ -242,3 +242,46 @@ def test_the_stub_serves_dated_versions_as_latest(imds_stub: ImdsStub) -> None:
         c.get("/2021-03-23/user-data")  # no user data: 404, as on EC2
     with pytest.raises(ImdsError, match="HTTP 404"):
         c.get("/2021-3-23/meta-data/instance-id")
+
+
+class _Hostile(_Handler):
+    """An IMDS that answers `token` to PUT and `body` to every GET (`raw`: not even HTTP)."""
+
+    token = b"token"
+    body = b""
+    raw = False
+
+    def do_PUT(self) -> None:
+        self._send(200, self.token)
+
+    def do_GET(self) -> None:
+        if self.raw:
+            self.wfile.write(self.body)
+        else:
+            self._send(200, self.body)
+
+
+@pytest.mark.parametrize(
+    ("answers", "call", "message"),
+    [
+        # Issue 14: CR/LF in a token, a non-ASCII MAC and a status line that is not HTTP ended
+        # in a traceback (ValueError, UnicodeEncodeError, BadStatusLine).
+        ({"token": b"abc\r\nX-Evil: 1"}, "identity", "token that is not printable ASCII"),
+        ({"token": b"t\xc3\xa9"}, "identity", "token that is not printable ASCII"),
+        ({"body": "0e:11:22:33:44:0\u00e9".encode()}, "interfaces", "it is not one"),
+        ({"body": b"0e:11:22:33:44:01/../../x"}, "interfaces", "it is not one"),
+        ({"body": b"garbage\r\n\r\n", "raw": True}, "identity", "unreachable: BadStatusLine"),
+    ],
+    ids=["crlf-token", "non-ascii-token", "non-ascii-mac", "path-in-mac", "not-http"],
+)
+def test_hostile_answers_end_in_an_imds_error(
+    answers: dict[str, Any], call: str, message: str
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Hostile,), answers))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c, _ = client(f"http://127.0.0.1:{server.server_address[1]}", boot_wait_seconds=0)
+        with pytest.raises(ImdsError, match=message):
+            getattr(c, call)()
+    finally:
+        server.shutdown()

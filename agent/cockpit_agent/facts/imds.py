@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
+import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cockpit_agent.config import ImdsConfig
 from cockpit_agent.errors import ImdsError, ImdsNotFound
@@ -24,12 +27,23 @@ PRIMARY_MAC_PATH = "/latest/meta-data/mac"
 OUTPOST_ARN_PATH = "/latest/meta-data/outpost-arn"  # only on an instance on an Outpost
 
 
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+NUMBER = re.compile(r"[0-9]{1,3}")  # device-number, network-card: small, ASCII digits only
+# A session token goes into a header: printable ASCII without spaces (no CR/LF to split it).
+TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
+
+
+def _ipv4(text: str) -> str:
+    ipaddress.IPv4Address(text)  # ValueError names the text
+    return text
+
+
 class InstanceIdentity(BaseModel):
     """Who this instance is, from the signed identity document."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    instance_id: str = Field(alias="instanceId")
+    instance_id: Annotated[str, Field(alias="instanceId", pattern=r"^i-[0-9a-zA-Z]{1,32}$")]
     region: str
     availability_zone: str = Field(alias="availabilityZone")
     instance_type: str = Field(alias="instanceType")
@@ -43,12 +57,12 @@ class ImdsInterface(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    mac: str
+    mac: Annotated[str, Field(pattern=MAC.pattern)]
     device_number: int
     network_card: int = 0
-    subnet_id: str | None = None
-    local_ipv4s: list[str] = []
-    interface_id: str | None = None
+    subnet_id: Annotated[str, Field(pattern=r"^subnet-[0-9a-zA-Z]{1,32}$")] | None = None
+    local_ipv4s: list[Annotated[str, AfterValidator(_ipv4)]] = []
+    interface_id: Annotated[str, Field(pattern=r"^eni-[0-9a-zA-Z]{1,32}$")] | None = None
 
 
 MAX_BODY = 1 << 20  # no IMDS answer the agent reads comes near 1 MiB
@@ -73,7 +87,8 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 
 class ImdsClient:
-    """IMDSv2 client. `sleep` and `clock` are injectable so tests do not wait.
+    """IMDSv2 client. `sleep`, `clock` and the urllib `opener` are injectable so tests do not
+    wait, and can answer anything.
 
     One deadline bounds everything a client does (boot_wait_seconds plus five request
     timeouts): a server that answers a byte at a time cannot hold a command for longer.
@@ -85,11 +100,13 @@ class ImdsClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        opener: urllib.request.OpenerDirector = _OPENER,
     ) -> None:
         self.config = config
         self.base = config.endpoint.rstrip("/")
         self._sleep = sleep
         self._clock = clock
+        self._opener = opener
         self._token: str | None = None
         self._deadline = clock() + config.boot_wait_seconds + 5 * config.request_timeout_seconds
 
@@ -100,17 +117,19 @@ class ImdsClient:
         left = self._deadline - self._clock()
         if left <= 0:
             raise ImdsError(f"IMDS {method} {path}: out of time (endpoint {self.base})")
-        until = min(self._clock() + self.config.request_timeout_seconds, self._deadline)
+        timeout = min(left, self.config.request_timeout_seconds)
+        until = self._clock() + timeout
         try:
             # The endpoint's scheme is limited to http(s) by ImdsConfig.
-            with _OPENER.open(req, timeout=min(left, self.config.request_timeout_seconds)) as resp:
+            with self._opener.open(req, timeout=timeout) as resp:
                 body = self._read(resp, until)
         except urllib.error.HTTPError as exc:
             if exc.code >= 500:
                 raise _Transient(f"HTTP {exc.code}") from exc
             raise
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            # OSError: timeouts, resets; HTTPException: a status line or body that is not HTTP.
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
             raise _Transient(f"unreachable: {reason}") from exc
         try:
             return body.decode()
@@ -162,6 +181,10 @@ class ImdsClient:
             ) from exc
         if not token:
             raise ImdsError("IMDS returned an empty session token")
+        if not TOKEN.fullmatch(token):
+            raise ImdsError(
+                f"IMDS returned a session token that is not printable ASCII: {token[:40]!r}"
+            )
         return token
 
     def get(self, path: str) -> str:
@@ -208,8 +231,8 @@ class ImdsClient:
 
     def interfaces(self) -> list[ImdsInterface]:
         """Every interface IMDS lists, with the primary MAC forced to device 0."""
-        primary = self.get(PRIMARY_MAC_PATH).strip().lower()
-        macs = [m.strip().rstrip("/").lower() for m in self.get(MACS_PATH).split() if m.strip()]
+        primary = _mac(self.get(PRIMARY_MAC_PATH).strip())
+        macs = [_mac(m.rstrip("/")) for m in self.get(MACS_PATH).split()]
         result = []
         for mac in macs:
             base = f"{MACS_PATH}{mac}/"
@@ -221,19 +244,32 @@ class ImdsClient:
         def field(name: str) -> str | None:
             return self.get(base + name).strip() if name in keys else None
 
+        device = 0 if mac == primary else _number(mac, "device-number", field("device-number"))
+        card = _number(mac, "network-card", field("network-card") or "0")
         try:
-            device = 0 if mac == primary else int(field("device-number") or "")
-            card = int(field("network-card") or "0")
-        except ValueError as exc:
-            raise ImdsError(
-                f"IMDS interface {mac}: device-number/network-card not a number"
-            ) from exc
-        ipv4s = (field("local-ipv4s") or "").split()
-        return ImdsInterface(
-            mac=mac,
-            device_number=device,
-            network_card=card,
-            subnet_id=field("subnet-id"),
-            local_ipv4s=ipv4s,
-            interface_id=field("interface-id"),
-        )
+            return ImdsInterface(
+                mac=mac,
+                device_number=device,
+                network_card=card,
+                subnet_id=field("subnet-id"),
+                local_ipv4s=(field("local-ipv4s") or "").split(),
+                interface_id=field("interface-id"),
+            )
+        except ValidationError as exc:
+            where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+            raise ImdsError(f"IMDS interface {mac}: unusable {where}") from exc
+
+
+def _mac(text: str) -> str:
+    """A MAC as IMDS lists it, lower case; ImdsError for anything else (it goes into a URL)."""
+    mac = text.lower()
+    if not MAC.fullmatch(mac):
+        raise ImdsError(f"IMDS listed {text[:40]!r} as a MAC address; it is not one")
+    return mac
+
+
+def _number(mac: str, name: str, text: str | None) -> int:
+    if text is None or not NUMBER.fullmatch(text):
+        shown = "nothing" if text is None else repr(text[:40])
+        raise ImdsError(f"IMDS interface {mac}: {name} is {shown}, not a number")
+    return int(text)
