@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 
 from cockpit_agent.imds_stub import ImdsStub
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Property-based tests (tests/unit/test_fuzz.py) run in `make unit`: few examples, and a
+# deadline generous enough for a busy 2-core machine. HYPOTHESIS_PROFILE=fuzz searches longer.
+settings.register_profile("unit", max_examples=60, deadline=2000)
+settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "unit"))
 
 
 @pytest.fixture

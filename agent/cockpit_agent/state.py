@@ -207,4 +207,4 @@ def _make_dir(directory: Path, mode: int = 0o755) -> None:
 
 def _holder(fd: int) -> int | None:
     text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None

@@ -279,10 +279,13 @@ def _probe(runner: Runner, path: str, known: list[str]) -> dict[str, Any]:
     try:
         blkid = runner.run(["blkid", "-p", "-o", "export", path], ok=(0, 2, BLKID_AMBIVALENT))
         wipefs = runner.run(["wipefs", "--json", "--no-act", path])
+    except AgentError as exc:
+        return {"probe": None, "probe_error": str(exc)}
+    try:
         found = json.loads(wipefs.stdout or "{}").get("signatures", [])
         wiped = [str(sig.get("type") or "") for sig in found]
-    except (AgentError, ValueError, AttributeError) as exc:
-        return {"probe": None, "probe_error": str(exc)}
+    except (ValueError, AttributeError, TypeError) as exc:
+        return {"probe": None, "probe_error": f"wipefs --json: unexpected output: {exc}"}
     probe = _parse_export(blkid.stdout)
     ambivalent = ["ambivalent"] if blkid.rc == BLKID_AMBIVALENT else []
     types = [probe.get("TYPE", ""), probe.get("PTTYPE", ""), *wiped, *ambivalent]

@@ -89,9 +89,10 @@ class MdArray(Frozen):
     def progress(self) -> str | None:
         """Percent done of a running resync or recovery, e.g. "42.0%"."""
         done, _, total = self.sync_completed.partition("/")
-        if not total.strip() or not done.strip().isdigit() or not total.strip().isdigit():
+        sectors, of = _digits(done), _digits(total)
+        if sectors is None or of is None:
             return None
-        return f"{100 * int(done) / max(int(total), 1):.1f}%"
+        return f"{100 * sectors / max(of, 1):.1f}%"
 
 
 class Superblock(Frozen):
@@ -165,7 +166,7 @@ def read_array(runner: Runner, node: Path) -> MdArray:
         sync_completed=_attr(md, "sync_completed") or "none",
         metadata=_attr(md, "metadata_version"),
         chunk_bytes=_int(_attr(md, "chunk_size")),
-        stripe_cache_size=int(cache) if cache.isdigit() else None,
+        stripe_cache_size=_digits(cache),
         size_bytes=_int(_attr(node, "size")) * 512,
         members=_members(md),
         detail_error=error,
@@ -205,7 +206,7 @@ def _members(md: Path) -> list[MdMember]:
             MdMember(
                 name=name,
                 path=f"/dev/{name}",
-                role=int(slot) if slot.isdigit() else None,
+                role=_digits(slot),
                 state=[w for w in _attr(md / entry, "state").split(",") if w],
             )
         )
@@ -220,7 +221,13 @@ def _attr(path: Path, name: str) -> str:
 
 
 def _int(text: str) -> int:
-    return int(text) if text.strip().isdigit() else 0
+    return _digits(text) or 0
+
+
+def _digits(text: str) -> int | None:
+    """A number from sysfs: ASCII digits only ("²".isdigit() is true, and int() refuses it)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _listdir(path: Path) -> list[str]:

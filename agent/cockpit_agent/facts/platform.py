@@ -48,7 +48,10 @@ def parse_os_release(text: str) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        parts = shlex.split(value) if value else [""]
+        try:
+            parts = shlex.split(value) if value else [""]
+        except ValueError:  # an unbalanced quote: the value as written
+            parts = [value]
         result[key] = parts[0] if parts else ""
     return result
 
@@ -66,7 +69,9 @@ def read_platform(root: Path = Path("/")) -> Platform:
     release_file = root / "etc/os-release"
     if not release_file.exists():
         release_file = root / "usr/lib/os-release"
-    release = parse_os_release(release_file.read_text()) if release_file.exists() else {}
+    release = (
+        parse_os_release(release_file.read_text(errors="replace")) if release_file.exists() else {}
+    )
     package_manager: Literal["apt", "dnf", "yum"] | None = None
     tools: tuple[Literal["apt", "dnf", "yum"], ...] = ("apt", "dnf", "yum")
     for tool in tools:

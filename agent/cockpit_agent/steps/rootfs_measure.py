@@ -8,10 +8,11 @@ Structured output where the tool has it (lsblk and LVM JSON), else its stable te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,44 +159,52 @@ def growpart_dry_run(runner: Runner, disk: str, number: int) -> PartitionGrowth:
 def block_sizes(runner: Runner, paths: list[str]) -> dict[str, int]:
     """Sizes in bytes by kernel name, from `lsblk --json --bytes`."""
     argv = ["lsblk", "--json", "--bytes", "--nodeps", "--output", "KNAME,SIZE", *paths]
-    rows = _json(argv, runner.run(argv).stdout).get("blockdevices", [])
-    return {str(row["kname"]): int(row["size"]) for row in rows}
+    data = _json(argv, runner.run(argv).stdout)
+    with _unexpected(argv):
+        return {str(row["kname"]): _number(row["size"]) for row in data.get("blockdevices", [])}
 
 
 def measure_pv(runner: Runner, device: str) -> PvSize:
     """An LVM physical volume's device size and extents."""
-    row = _lvm_row(runner, ["pvs", *LVM_REPORT, PVS_FIELDS, device], "pv")
-    mdas = int(row["pv_mda_count"])
-    return PvSize(
-        dev_size=int(row["dev_size"]),
-        pe_start=int(row["pe_start"]),
-        pe_count=int(row["pv_pe_count"]),
-        extent_size=int(row["vg_extent_size"]),
-        tail_mda=int(row["pv_mda_size"]) if mdas > 1 else 0,
-    )
+    argv = ["pvs", *LVM_REPORT, PVS_FIELDS, device]
+    row = _lvm_row(runner, argv, "pv")
+    with _unexpected(argv):
+        return PvSize(
+            dev_size=_number(row["dev_size"]),
+            pe_start=_number(row["pe_start"]),
+            pe_count=_number(row["pv_pe_count"]),
+            extent_size=_number(row["vg_extent_size"]),
+            tail_mda=_number(row["pv_mda_size"]) if _number(row["pv_mda_count"]) > 1 else 0,
+        )
 
 
 def measure_lv(runner: Runner, device: str) -> LvSize:
     """An LVM logical volume's size and its volume group's extents."""
-    row = _lvm_row(runner, ["lvs", *LVM_REPORT, LVS_FIELDS, device], "lv")
-    return LvSize(
-        name=str(row["lv_full_name"]),
-        size=int(row["lv_size"]),
-        extent_size=int(row["vg_extent_size"]),
-        extent_count=int(row["vg_extent_count"]),
-        free_count=int(row["vg_free_count"]),
-    )
+    argv = ["lvs", *LVM_REPORT, LVS_FIELDS, device]
+    row = _lvm_row(runner, argv, "lv")
+    with _unexpected(argv):
+        return LvSize(
+            name=str(row["lv_full_name"]),
+            size=_number(row["lv_size"]),
+            extent_size=_number(row["vg_extent_size"]),
+            extent_count=_number(row["vg_extent_count"]),
+            free_count=_number(row["vg_free_count"]),
+        )
 
 
 def _measure_ext(runner: Runner, chain: RootChain, device_size: int) -> FsSize:
     """ext2/3/4: block count x block size from the superblock (`dumpe2fs -h`)."""
     assert chain.device is not None
-    sb = _colon_pairs(runner.run(["dumpe2fs", "-h", chain.device.path]).stdout)
-    try:
-        block, count = int(sb["Block size"]), int(sb["Block count"])
+    out = runner.run(["dumpe2fs", "-h", chain.device.path]).stdout
+    return ext_size(out, chain.device.path, device_size)
+
+
+def ext_size(dumpe2fs: str, device: str, device_size: int) -> FsSize:
+    """The FsSize from `dumpe2fs -h` output; AgentError when a field is missing or absurd."""
+    sb = _colon_pairs(dumpe2fs)
+    with _unexpected(["dumpe2fs", "-h", device]):
+        block, count = _positive(sb["Block size"]), _number(sb["Block count"])
         target = resize2fs_target(device_size // block, sb)
-    except (KeyError, ValueError) as exc:
-        raise AgentError(f"dumpe2fs -h {chain.device.path}: no {exc} in its output") from exc
     return FsSize(size=count * block, reachable=target * block, device_size=device_size)
 
 
@@ -208,23 +217,23 @@ def resize2fs_target(blocks: int, sb: Mapping[str, str]) -> int:
     metadata does not fit, so an online resize reaches at least this: a root counted as
     converged here may at most miss a sliver that resize2fs would not add offline.
     """
-    block = int(sb["Block size"])
+    block = _positive(sb["Block size"])
     features = set(sb.get("Filesystem features", "").split())
     page = os.sysconf("SC_PAGE_SIZE")
     if page > block:
         blocks -= blocks % (page // block)
     if "64bit" not in features:
         blocks = min(blocks, 2**32 - 1)
-    cluster = int(sb.get("Cluster size", block)) // block
+    cluster = _positive(sb.get("Cluster size", str(block))) // block
     blocks -= blocks % max(cluster, 1)
-    first, per_group = int(sb["First block"]), int(sb["Blocks per group"])
+    first, per_group = _number(sb["First block"]), _positive(sb["Blocks per group"])
     groups = -(-(blocks - first) // per_group)
     rest = (blocks - first) % per_group
     if groups > 1 and rest:
-        overhead = 2 + int(sb["Inode blocks per group"])
+        overhead = 2 + _number(sb["Inode blocks per group"])
         if "sparse_super" not in features or _sparse_group(groups - 1):
-            descriptors = -(-groups * int(sb.get("Group descriptor size", 32)) // block)
-            overhead += 1 + descriptors + int(sb.get("Reserved GDT blocks", 0))
+            descriptors = -(-groups * _positive(sb.get("Group descriptor size", "32")) // block)
+            overhead += 1 + descriptors + _number(sb.get("Reserved GDT blocks", "0"))
         if rest < overhead + EXT_LAST_GROUP_SPARE:
             blocks -= rest
     return blocks
@@ -246,10 +255,15 @@ def _sparse_group(group: int) -> bool:
 def _measure_xfs(runner: Runner, chain: RootChain, device_size: int) -> FsSize:
     """XFS: data blocks x block size from `xfs_info`, which has no structured output."""
     out = runner.run(["xfs_info", chain.mountpoint]).stdout
-    data = re.search(r"^data\s*=\s*bsize=(\d+)\s+blocks=(\d+)", out, re.MULTILINE)
-    ag = re.search(r"agsize=(\d+)", out)
-    if data is None or ag is None:
-        raise AgentError(f"xfs_info {chain.mountpoint}: no data section in its output")
+    return xfs_size(out, chain.mountpoint, device_size)
+
+
+def xfs_size(xfs_info: str, mountpoint: str, device_size: int) -> FsSize:
+    """The FsSize from `xfs_info` output; AgentError without a (sane) data section."""
+    data = re.search(r"^data\s*=\s*bsize=([0-9]+)\s+blocks=([0-9]+)", xfs_info, re.MULTILINE)
+    ag = re.search(r"agsize=([0-9]+)", xfs_info)
+    if data is None or ag is None or not all(int(n) for n in (data[1], ag[1])):
+        raise AgentError(f"xfs_info {mountpoint}: no data section in its output")
     bsize, blocks, ag_blocks = int(data[1]), int(data[2]), int(ag[1])
     target = xfs_growfs_target(device_size // bsize, ag_blocks)
     return FsSize(size=blocks * bsize, reachable=target * bsize, device_size=device_size)
@@ -273,7 +287,8 @@ def _measure_btrfs(runner: Runner, chain: RootChain, device_size: int) -> FsSize
     sector = re.search(r"^sectorsize\s+(\d+)", runner.run(argv).stdout, re.MULTILINE)
     if not mine or sector is None:
         raise AgentError(f"btrfs: cannot find {chain.device.path} on {chain.mountpoint}")
-    devid, size, step = int(mine[0][0]), int(mine[0][1]), int(sector[1])
+    with _unexpected(argv):
+        devid, size, step = _number(mine[0][0]), _number(mine[0][1]), _positive(sector[1])
     target = device_size // step * step
     return FsSize(size=size, reachable=target, device_size=device_size, btrfs_devid=devid)
 
@@ -289,11 +304,41 @@ _MEASURE_FS: dict[str, Callable[[Runner, RootChain, int], FsSize]] = {
 
 def _lvm_row(runner: Runner, argv: list[str], kind: str) -> dict[str, Any]:
     """The one row of an LVM JSON report (`pvs`/`lvs --reportformat json`)."""
-    reports = _json(argv, runner.run(argv).stdout).get("report") or [{}]
-    rows = reports[0].get(kind, [])
-    if len(rows) != 1:
-        raise AgentError(f"{' '.join(argv)}: expected one {kind}, got {len(rows)}")
-    return dict(rows[0])
+    data = _json(argv, runner.run(argv).stdout)
+    with _unexpected(argv):
+        rows = (data.get("report") or [{}])[0].get(kind, [])
+        if len(rows) != 1:
+            raise AgentError(f"{' '.join(argv)}: expected one {kind}, got {len(rows)}")
+        return dict(rows[0])
+
+
+@contextlib.contextmanager
+def _unexpected(argv: list[str]) -> Iterator[None]:
+    """A tool's output of an unexpected shape (a missing key, a list for a table, a size that is
+    no number) is the agent's own error naming the tool, not a crash of the step."""
+    try:
+        yield
+    except KeyError as exc:
+        raise AgentError(f"{' '.join(argv)}: no {exc} in its output") from exc
+    except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+        raise AgentError(f"{' '.join(argv)}: unexpected output: {exc}") from exc
+
+
+def _number(value: object) -> int:
+    """A size or count as a tool prints it: a non-negative integer, or ASCII digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ValueError(f"{str(value)[:40]!r} is not a number")
+
+
+def _positive(value: object) -> int:
+    """A size that divides: above zero."""
+    number = _number(value)
+    if number == 0:
+        raise ValueError("0 where a size is needed")
+    return number
 
 
 def _json(argv: list[str], text: str) -> dict[str, Any]:

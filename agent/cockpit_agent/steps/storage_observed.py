@@ -155,7 +155,9 @@ def choose_layout(eligible: list[Disk], cfg: StorageConfig) -> Layout | None:
 def level_number(level: str) -> int | None:
     """md's "raid5" -> 5; None for anything else (linear, multipath, "")."""
     digits = level.removeprefix("raid")
-    return int(digits) if level.startswith("raid") and digits.isdigit() else None
+    return (
+        int(digits) if level.startswith("raid") and digits.isascii() and digits.isdigit() else None
+    )
 
 
 def _sb_uuid(disk: Disk) -> str | None:
