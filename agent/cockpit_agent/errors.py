@@ -58,4 +58,9 @@ class LockHeld(AgentError):
 
 
 class StateError(AgentError):
-    """The state file is unreadable or does not belong to this instance."""
+    """The state file is unreadable or does not belong to this instance; `case` says which
+    (symlink, not-a-file, unreadable, truncated, corrupt, invalid, schema, lock)."""
+
+    def __init__(self, message: str, case: str = "invalid") -> None:
+        self.case = case
+        super().__init__(message)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -90,56 +92,108 @@ class State(BaseModel):
         self.runs = [*self.runs, run][-KEEP_RUNS:]
 
 
+MAX_STATE_BYTES = 16 << 20  # ten runs of a few steps are a few tens of KiB
+
+
 def read_state(path: Path) -> State | None:
-    """The state at `path`, None when absent; StateError when unreadable or of another schema."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    """The state at `path`, None when absent; StateError (with its `case`) when it is a
+    symlink or no regular file, cannot be read, is truncated, corrupt, or of another shape or
+    schema. A symlink is never followed: the state decides which arrays are the agent's."""
+    text = _read_file(path)
+    if text is None:
         return None
     try:
         state = State.model_validate_json(text)
     except ValidationError as exc:
-        raise StateError(f"{path}: not a valid state file: {exc.error_count()} error(s)") from exc
+        raise _json_error(path, text, exc) from exc
     if state.schema_version != SCHEMA_VERSION:
-        raise StateError(f"{path}: schema version {state.schema_version} is not {SCHEMA_VERSION}")
+        raise StateError(
+            f"{path}: schema version {state.schema_version} is not {SCHEMA_VERSION}", "schema"
+        )
     return state
+
+
+def _read_file(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"{path}: a symlink, not trusted", "symlink") from exc
+        raise StateError(f"{path}: cannot read: {exc.strerror}", "unreadable") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StateError(f"{path}: not a regular file", "not-a-file")
+        with open(fd, "rb", closefd=False) as fh:
+            return fh.read(MAX_STATE_BYTES)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read: {exc.strerror}", "unreadable") from exc
+    finally:
+        os.close(fd)
+
+
+def _json_error(path: Path, text: bytes, exc: ValidationError) -> StateError:
+    """Which way the file is broken: cut short (a crash of something that is not the agent: its
+    writes are atomic), not JSON at all, or JSON of the wrong shape."""
+    first = exc.errors()[0]
+    if first["type"] != "json_invalid":
+        return StateError(f"{path}: not a valid state file: {exc.error_count()} error(s)")
+    if not text.strip() or "EOF while parsing" in first["msg"]:
+        return StateError(f"{path}: truncated ({len(text)} bytes)", "truncated")
+    return StateError(f"{path}: not JSON ({first['msg']})", "corrupt")
+
+
+# The reasons a state file is not trusted, as the log words them.
+UNTRUSTED = {
+    "symlink": "is a symlink",
+    "not-a-file": "is not a regular file",
+    "unreadable": "cannot be read",
+    "truncated": "is truncated",
+    "corrupt": "is not JSON",
+    "invalid": "is JSON of the wrong shape",
+    "schema": "has another schema version",
+    "foreign": "belongs to another instance",
+    "unknown-instance": "names an instance, and this one is unknown (IMDS unreachable)",
+}
 
 
 def load_for_instance(
     path: Path, instance_id: str | None, *, move: bool = True
 ) -> tuple[State, Path | None]:
-    """The state for this instance; a file of another instance (or unreadable) is moved aside.
+    """The state for this instance; any other file at `path` is not trusted and moved aside.
 
-    Returns the state to use and where an untrusted file was moved, if one was. An unknown
-    current instance id (IMDS unreachable) never trusts a file that names one. With
-    `move=False` (a run that writes nothing: plan, --dry-run) an untrusted file is left
-    where it is and a fresh state used in its place.
+    Returns the state to use and where an untrusted file was moved, if one was. A file is not
+    trusted when it cannot be read as a state file (a symlink, truncated, corrupt, ...) or
+    names another instance; an unknown current instance id (IMDS unreachable) never trusts a
+    file that names one. The log says which case it was. With `move=False` (a run that writes
+    nothing: plan, --dry-run) the file is left where it is and a fresh state used instead.
     """
     try:
         state = read_state(path)
     except StateError as exc:
-        _warn("state file unreadable: not trusted", path=str(path), error=str(exc))
-        return State(instance_id=instance_id), _move_aside(path, "invalid") if move else None
+        return State(instance_id=instance_id), _untrusted(path, exc.case, move, error=str(exc))
     if state is None:
         return State(instance_id=instance_id), None
     if state.instance_id is not None and state.instance_id != instance_id:
-        _warn(
-            "state file of another instance: not trusted",
-            path=str(path),
-            file_instance=state.instance_id,
-            instance=instance_id or "unknown (IMDS unreachable)",
-        )
-        fresh = State(instance_id=instance_id)
-        return fresh, _move_aside(path, state.instance_id) if move else None
+        case = "foreign" if instance_id else "unknown-instance"
+        moved = _untrusted(path, case, move, file_instance=state.instance_id, tag=state.instance_id)
+        return State(instance_id=instance_id), moved
     if state.instance_id is None and instance_id is not None:
         state.instance_id = instance_id
     return state, None
 
 
-def _warn(event: str, **fields: str) -> None:
+def _untrusted(path: Path, case: str, move: bool, tag: str = "", **fields: str) -> Path | None:
+    """Log why the file at `path` is not trusted; move it aside when `move`."""
     import structlog  # noqa: PLC0415 (only a run that meets an untrusted file pays for it)
 
-    structlog.get_logger("cockpit_agent").warning(event, **fields)
+    moved = _move_aside(path, tag or case) if move else None
+    where = {"moved_to": str(moved)} if moved else {"left_in_place": "a run that writes nothing"}
+    structlog.get_logger("cockpit_agent").warning(
+        f"state file {UNTRUSTED[case]}: not trusted", path=str(path), case=case, **where, **fields
+    )
+    return moved
 
 
 def _move_aside(path: Path, tag: str) -> Path:
@@ -151,8 +205,14 @@ def _move_aside(path: Path, tag: str) -> Path:
 
 
 def save_state(path: Path, state: State) -> None:
-    """Write the state atomically."""
-    atomic_write(path, state.model_dump_json(indent=2) + "\n", mode=0o644)
+    """Write the state atomically, in a directory made 0755 whatever the umask."""
+    try:
+        _make_dir(path.parent)
+        atomic_write(path, state.model_dump_json(indent=2) + "\n", mode=0o644)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write the state file {path}: {exc.strerror or exc}", "unwritable"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -165,21 +225,22 @@ def run_lock(
     umask. A run that changes nothing (`write=False`: plan, --dry-run) creates nothing: with
     no lock file no run holds the lock, and an existing one is locked but not written.
     """
-    flags = os.O_NOFOLLOW | os.O_CLOEXEC
-    if write:
-        _make_dir(path.parent)
-        flags |= os.O_RDWR | os.O_CREAT
-    else:
-        flags |= os.O_RDONLY
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDWR | os.O_CREAT if write else os.O_RDONLY)
     try:
+        if write:
+            _make_dir(path.parent)
         fd = os.open(path, flags, 0o644)
     except FileNotFoundError:
-        if write:
-            raise
+        if write:  # a parent vanished while it was made
+            raise StateError(
+                f"cannot open the run lock {path}: no such directory", "lock"
+            ) from None
+        fd = None
+    except OSError as exc:
+        raise StateError(f"cannot open the run lock {path}: {exc.strerror}", "lock") from exc
+    if fd is None:
         yield
         return
-    except OSError as exc:
-        raise StateError(f"cannot open the run lock {path}: {exc.strerror}") from exc
     try:
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -199,10 +260,15 @@ def run_lock(
 
 
 def _make_dir(directory: Path, mode: int = 0o755) -> None:
-    """Create `directory` with exactly `mode` (not the caller's umask's idea of it)."""
-    if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, mode)
+    """Create `directory` and any missing parent with exactly `mode` (not the caller's umask's
+    idea of it: under umask 000 any local user could plant a link in a 0777 directory)."""
+    missing = []
+    while not os.path.lexists(directory):
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        os.chmod(new, mode)
 
 
 def _holder(fd: int) -> int | None:

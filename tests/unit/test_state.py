@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from cockpit_agent.errors import LockHeld, StateError
 from cockpit_agent.host import files
@@ -72,7 +73,7 @@ def test_crash_between_write_and_rename_leaves_old_file(
         raise OSError("power cut")
 
     monkeypatch.setattr(files.os, "replace", crash)
-    with pytest.raises(OSError, match="power cut"):
+    with pytest.raises(StateError, match=r"cannot write the state file .*: power cut"):
         save_state(path, State(instance_id="i-new"))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
@@ -113,7 +114,7 @@ def test_corrupt_state_is_moved_aside(tmp_path: Path) -> None:
     with pytest.raises(StateError):
         read_state(path)
     state, moved = load_for_instance(path, "i-1")
-    assert moved is not None and moved.name.startswith("state.json.invalid.")
+    assert moved is not None and moved.name.startswith("state.json.corrupt.")
     assert state.instance_id == "i-1"
 
 
@@ -262,4 +263,86 @@ def test_the_lock_directory_is_0755_whatever_the_umask(tmp_path: Path) -> None:
 def test_a_lock_path_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "lock").mkdir()
     with pytest.raises(StateError, match="cannot open the run lock"), run_lock(tmp_path / "lock"):
+        pass
+
+
+# --- issue 14: what a host does to the state file; moved aside only by a run that writes ------
+
+
+def _break(path: Path, case: str) -> None:
+    good = State(instance_id="i-1", step_data={"storage": {"array_uuid": "x"}})
+    text = good.model_dump_json(indent=2)
+    if case == "truncated":
+        path.write_text(text[: len(text) // 2])  # a copy or a restore cut short
+    elif case == "empty":
+        path.write_text("")
+    elif case == "corrupt":
+        path.write_bytes(b"\x00\x00" + text.encode()[2:])  # a torn block
+    elif case == "invalid":
+        path.write_text(json.dumps({"runs": "none"}))
+    elif case == "foreign":
+        save_state(path, State(instance_id="i-baked"))
+    elif case == "symlink":
+        save_state(path.with_name("elsewhere.json"), good)
+        path.symlink_to(path.with_name("elsewhere.json"))
+    elif case == "not-a-file":
+        path.mkdir()
+
+
+@pytest.mark.parametrize(
+    ("case", "logged", "tag"),
+    [
+        ("truncated", "state file is truncated", "truncated"),
+        ("empty", "state file is truncated", "truncated"),
+        ("corrupt", "state file is not JSON", "corrupt"),
+        ("invalid", "state file is JSON of the wrong shape", "invalid"),
+        ("foreign", "state file belongs to another instance", "i-baked"),
+        ("symlink", "state file is a symlink", "symlink"),
+        ("not-a-file", "state file is not a regular file", "not-a-file"),
+    ],
+)
+def test_an_untrusted_state_file_is_moved_aside_saying_why(
+    tmp_path: Path, case: str, logged: str, tag: str
+) -> None:
+    path = tmp_path / "state.json"
+    _break(path, case)
+    before = tree(tmp_path)
+    with capture_logs() as logs:
+        state, moved = load_for_instance(path, "i-1", move=False)  # plan, --dry-run
+    assert moved is None and tree(tmp_path) == before
+    assert state.step_data == {} and state.instance_id == "i-1"
+    assert [e["event"] for e in logs] == [f"{logged}: not trusted"]
+    assert logs[0]["left_in_place"]
+    with capture_logs() as logs:
+        state, moved = load_for_instance(path, "i-1")  # reconcile, which writes a new one
+    assert moved is not None and moved.name.startswith(f"state.json.{tag}.")
+    assert not os.path.lexists(path)
+    assert [e["event"] for e in logs] == [f"{logged}: not trusted"]
+    assert logs[0]["moved_to"] == str(moved) and logs[0]["case"] in (case, "truncated")
+
+
+def test_a_state_file_is_read_without_following_a_symlink(tmp_path: Path) -> None:
+    save_state(tmp_path / "elsewhere.json", State(instance_id="i-1"))
+    (tmp_path / "state.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(StateError, match="a symlink, not trusted") as err:
+        read_state(tmp_path / "state.json")
+    assert err.value.case == "symlink"
+
+
+def test_the_state_directory_is_0755_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "lib" / "cockpit-agent" / "state.json"
+    old = os.umask(0)
+    try:
+        save_state(path, State(instance_id="i-1"))
+    finally:
+        os.umask(old)
+    for directory in (path.parent, path.parent.parent, path.parent.parent.parent):
+        assert (directory.stat().st_mode & 0o777) == 0o755, directory
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_a_lock_below_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    lock = tmp_path / "file" / "run" / "lock"  # mkdir: Not a directory
+    with pytest.raises(StateError, match="cannot open the run lock"), run_lock(lock):
         pass
