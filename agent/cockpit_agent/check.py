@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cockpit_agent.attempt import read_attempt
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding, Step
 from cockpit_agent.errors import StateError
@@ -59,6 +60,16 @@ def state_findings(facts: Facts, state: State | None, state_path: Path) -> list[
     return findings
 
 
+def attempt_findings(state_path: Path) -> list[Finding]:
+    """A reconcile that failed before its steps (and so before it could record a run)."""
+    attempt = read_attempt(state_path)
+    if attempt is None:
+        return []
+    when = attempt["at"] or "at an unknown time"
+    message = f"the last reconcile ({when}) failed before its steps: {attempt['error']}"
+    return [Finding("critical", "last-attempt-failed", message)]
+
+
 def load_state(state_path: Path) -> tuple[State | None, list[Finding]]:
     """The state file, or a finding saying why it cannot be read."""
     try:
@@ -97,6 +108,7 @@ def run_check(
         for part, err in facts.errors.items()
     ]
     state, unreadable = load_state(state_path)
+    findings += attempt_findings(state_path)
     findings += unreadable or state_findings(facts, state, state_path)
     ctx = Ctx(runner=runner or SubprocessRunner(), files=Files(), facts=facts, config=config)
     for step in steps:
@@ -162,6 +174,7 @@ def prometheus_text(
         f"cockpit_agent_check_timestamp_seconds {now:.0f}",
     ]
     last = state.last_run if state else None
+    attempted = any(f.code == "last-attempt-failed" for f in findings)
     if last is not None:
         ended = (last.finished_at or last.started_at).timestamp()
         out += [
@@ -170,7 +183,7 @@ def prometheus_text(
             f"cockpit_agent_last_run_timestamp_seconds {ended:.0f}",
             "# HELP cockpit_agent_last_run_success 1 when the last reconcile did not fail.",
             "# TYPE cockpit_agent_last_run_success gauge",
-            f"cockpit_agent_last_run_success {int(last.result != 'failed')}",
+            f"cockpit_agent_last_run_success {int(last.result != 'failed' and not attempted)}",
             "# HELP cockpit_agent_step_status Status of each step in the last reconcile.",
             "# TYPE cockpit_agent_step_status gauge",
         ]
@@ -221,8 +234,9 @@ def should_log(findings: Sequence[Finding], memo: Path, now: float) -> bool:
         last = {}
     if last.get("key") == key and now - float(last.get("at", 0)) < LOG_REPEAT_SECONDS:
         return False
-    with contextlib.suppress(OSError):  # a read-only state dir must not break monitoring
-        atomic_write(memo, json.dumps({"key": key, "at": now}))
+    if memo.parent.is_dir():  # the check creates no directory
+        with contextlib.suppress(OSError):  # and a read-only one must not break monitoring
+            atomic_write(memo, json.dumps({"key": key, "at": now}))
     return True
 
 

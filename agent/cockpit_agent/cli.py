@@ -7,8 +7,11 @@ they load neither pydantic nor pyroute2 nor pyudev.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +26,16 @@ if TYPE_CHECKING:
 EXIT_CODES = """\
 exit codes:
   reconcile, plan   0 converged (or changed and verified), 1 a step failed or is blocked,
-                    2 usage or configuration error, 3 another run holds the lock
+                    or the run failed before its steps, 2 usage or configuration error,
+                    3 another run holds the lock
   check             monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
-  status            0 shown and the last run succeeded, 1 the last run failed,
-                    2 no state file yet or unreadable
+                    (a configuration error, or a check that cannot run, is UNKNOWN)
+  status            0 shown and the last run succeeded, 1 the last run failed or a later
+                    reconcile failed before its steps, 2 no state file yet or unreadable
   facts, version    0, or 2 on a configuration error
   config validate   0 valid, 2 invalid (the file, the key's dotted path and what was expected)
+  any command       an unexpected error is one line, "cockpit-agent: internal error: ...",
+                    and exit 1 (check: 3 UNKNOWN; status: 2); -v adds the traceback
 """
 
 OK, FAILED, USAGE, LOCKED = 0, 1, 2, 3
@@ -88,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     rec.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=60.0,
         metavar="SECONDS",
         help="wait this long for another run to finish (default 60)",
@@ -105,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("facts", "print what the agent sees: platform, instance, disks, links")
     cfg = add("config", "configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    val = cfg_sub.add_parser("validate", help="validate a configuration file and its drop-ins")
+    val = cfg_sub.add_parser(
+        "validate", help="validate a configuration file and its drop-ins", parents=[common]
+    )
     val.add_argument("path", nargs="?", type=Path, help="default: --config")
-    cfg_sub.add_parser("schema", help="print the configuration's JSON Schema")
+    cfg_sub.add_parser("schema", help="print the configuration's JSON Schema", parents=[common])
     add("version", "print the agent's version")
     return parser
 
@@ -129,6 +138,48 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last resort: one line and the documented code
+        return _last_resort(args, exc)
+
+
+def _seconds(text: str) -> float:
+    """--wait: a finite number of seconds (inf would wait for ever, nan never time out)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400")
+    return value
+
+
+def _last_resort(args: argparse.Namespace, exc: Exception) -> int:
+    """An error no command handled: one line, and the command's documented code."""
+    from cockpit_agent.errors import AgentError  # noqa: PLC0415
+
+    what = str(exc) if isinstance(exc, AgentError) else f"internal error: {type(exc).__name__}"
+    if not isinstance(exc, AgentError) and str(exc):
+        what += f": {exc}"
+    message = " ".join(what.split())[:500]
+    if args.verbose:
+        traceback.print_exception(exc)
+    if args.command == "check":
+        return _check_unknown(args, message)
+    return _stopped(args, message, USAGE if args.command == "status" else FAILED)
+
+
+def _stopped(args: argparse.Namespace, message: str, code: int) -> int:
+    """A command that stops with an error: say why. A reconcile that writes also leaves the
+    record that `status` and `check` report, since it could not record a run in the state
+    file (which belongs to an instance id nobody could ask IMDS for)."""
+    _err(message)
+    if args.command == "reconcile" and not args.dry_run:
+        from cockpit_agent.attempt import record_attempt  # noqa: PLC0415
+
+        problem = record_attempt(args.state, command=args.command, error=message, exit_code=code)
+        if problem:
+            _err(f"cannot record the failed attempt: {problem}")
+    return code
 
 
 def _out(data: Any) -> None:
@@ -154,29 +205,77 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the state file; reads JSON directly so it stays fast and small."""
-    try:
-        state = json.loads(Path(args.state).read_text())
-    except FileNotFoundError:
-        _err(f"no state file at {args.state}: the agent has not run on this host yet")
-        return USAGE
-    except (OSError, ValueError) as exc:
-        _err(f"cannot read {args.state}: {exc}")
-        return USAGE
-    runs = state.get("runs") or []
+    """Print the state file, and a reconcile that failed before its steps since its last run;
+    reads JSON directly so it stays fast and small."""
+    from cockpit_agent.attempt import read_attempt  # noqa: PLC0415
+
+    attempt = read_attempt(args.state)
+    state, problem = _read_state(args.state)
+    runs = state.get("runs") or [] if state else []
     last = runs[-1] if runs else None
     if args.json:
-        _out(state)
+        shown = state if state is not None else {"state_file": str(args.state), "error": problem}
+        _out({**shown, "failed_attempt": attempt})
     else:
-        print(f"instance {state.get('instance_id') or 'unknown'}  (state {args.state})")
-        where = (last or {}).get("location") or {}
-        if where.get("summary"):
-            print(f"location {where['summary']}")
-        if last is None:
-            print("no run recorded")
+        if attempt is not None:
+            print(
+                f"last attempt {attempt['at'] or '(time unknown)'}  FAILED before its steps "
+                f"(exit {attempt['exit_code']}): {attempt['error']}"
+            )
+        if state is None:
+            _err(str(problem))
         else:
-            _print_run(last)
-    return FAILED if last is not None and last.get("result") == "failed" else OK
+            print(f"instance {state.get('instance_id') or 'unknown'}  (state {args.state})")
+            where = (last or {}).get("location") or {}
+            if where.get("summary"):
+                print(f"location {where['summary']}")
+            _print_run(last) if last is not None else print("no run recorded")
+    if attempt is not None or (last is not None and last.get("result") == "failed"):
+        return FAILED
+    return USAGE if state is None else OK
+
+
+def _read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The state file as JSON, or why it cannot be shown; never through a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            state = json.loads(fh.read())
+    except FileNotFoundError:
+        return None, f"no state file at {path}: the agent has not run on this host yet"
+    except OSError as exc:
+        why = "a symlink, not trusted" if exc.errno == errno.ELOOP else exc.strerror
+        return None, f"cannot read {path}: {why}"
+    except ValueError as exc:
+        return None, f"cannot read {path}: {exc}"
+    problem = _shape_problem(state)
+    return (None, f"{path} is not a valid state file: {problem}") if problem else (state, None)
+
+
+def _shape_problem(state: Any) -> str | None:
+    """What keeps `status` from printing this JSON: the fields it shows, of the wrong type."""
+    if not isinstance(state, dict):
+        return "not a JSON object"
+    runs = state.get("runs") or []
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        return "runs is not a list of objects"
+    for i, run in enumerate(runs):
+        steps = run.get("steps") or []
+        if not isinstance(steps, list):
+            return f"runs[{i}].steps is not a list"
+        if not isinstance(run.get("location") or {}, dict):
+            return f"runs[{i}].location is not an object"
+        for j, step in enumerate(steps):
+            ok = (
+                isinstance(step, dict)
+                and isinstance(step.get("name"), str)
+                and isinstance(step.get("status"), str)
+                and isinstance(step.get("duration_seconds", 0), int | float)
+                and all(isinstance(step.get(k) or [], list) for k in ("actions", "planned"))
+            )
+            if not ok:
+                return f"runs[{i}].steps[{j}] is not a step"
+    return None
 
 
 def _print_run(run: dict[str, Any]) -> None:
@@ -252,8 +351,7 @@ def _run(args: argparse.Namespace, *, dry_run: bool) -> int:
     try:
         config = _setup(args)
     except ConfigError as exc:
-        _err(str(exc))
-        return USAGE
+        return _stopped(args, str(exc), USAGE)
     engine = Engine(all_steps())
     only = getattr(args, "only", [])
     unknown = [s for s in only if s not in engine.names()]
@@ -274,8 +372,7 @@ def _run(args: argparse.Namespace, *, dry_run: bool) -> int:
         _err(f"{exc}; try again when it finishes, or pass --wait SECONDS")
         return LOCKED
     except StateError as exc:
-        _err(str(exc))
-        return FAILED
+        return _stopped(args, str(exc), FAILED)
     _report(args, run, dry_run)
     return FAILED if run.result == "failed" else OK
 
@@ -333,8 +430,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = _setup(args)
     except ConfigError as exc:
-        print(f"UNKNOWN - configuration: {exc}")
-        return 3
+        return _check_unknown(args, f"configuration: {exc}")
     from cockpit_agent import check  # noqa: PLC0415
     from cockpit_agent.reconcile import reconcile  # noqa: PLC0415
 
@@ -381,13 +477,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+def _check_unknown(args: argparse.Namespace, message: str) -> int:
+    """A check that cannot run: UNKNOWN, as a status line or as JSON."""
+    line = f"UNKNOWN - {message}"
+    if args.json:
+        finding = {"severity": "unknown", "code": "check-failed", "message": message, "step": ""}
+        summary = {"status": "UNKNOWN", "exit_code": 3, "summary": line, "repaired_steps": []}
+        _out({**summary, "findings": [finding]})
+    else:
+        print(line)
+    return 3
+
+
 def _log_check(args: argparse.Namespace, line: str, code: int, findings: list[Finding]) -> None:
     """One journal line per check; the same findings at most once an hour."""
     import structlog  # noqa: PLC0415
 
     from cockpit_agent import check  # noqa: PLC0415
 
-    if check.should_log(findings, args.state.parent / "check-log.json", check.now()):
+    # Under its timer the check dedupes its journal line with a memo in the runtime directory
+    # (/run/cockpit-agent); run by hand it logs every time and writes nothing.
+    memo = args.lock.parent / "check-log.json" if os.environ.get("INVOCATION_ID") else None
+    if memo is None or check.should_log(findings, memo, check.now()):
         level = {0: "info", 1: "warning"}.get(code, "error")
         getattr(structlog.get_logger("cockpit_agent"), level)("check", summary=line)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import structlog
 
+from cockpit_agent.attempt import clear_attempt
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Engine
 from cockpit_agent.facts.gather import gather
@@ -43,9 +44,7 @@ def reconcile(
         facts = gather(config, runner)
         for part, error in facts.errors.items():
             log.warning("fact unavailable", part=part, error=error)
-        state, moved = load_for_instance(state_path, facts.instance_id, move=not dry_run)
-        if moved is not None:
-            log.warning("untrusted state file moved aside", moved_to=str(moved))
+        state, _ = load_for_instance(state_path, facts.instance_id, move=not dry_run)
         ctx = Ctx(
             runner=runner,
             files=Files(),
@@ -63,5 +62,6 @@ def reconcile(
             run.boot_id = boot_id()
             state.add_run(run)
             save_state(state_path, state)
+            clear_attempt(state_path)  # a run is recorded: a failed attempt before it is history
     log.info("run finished", result=run.result, run_id=run.run_id, dry_run=dry_run)
     return run

@@ -232,3 +232,147 @@ def test_check_writes_a_prometheus_textfile(lab: dict[str, str], tmp_path: Path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = {f.name for f in text_string_to_metric_families(prom.read_text())}
     assert {"cockpit_agent_check_status", "cockpit_agent_last_run_success"} <= names
+
+
+# --- issue 14: every input error is the agent's own, with its documented exit code ----------
+
+
+def test_status_json_without_a_state_file_is_a_json_object(tmp_path: Path) -> None:
+    proc = cli("status", "--state", str(tmp_path / "state.json"), "--json")
+    assert proc.returncode == 2
+    shown = json.loads(proc.stdout)
+    assert "has not run on this host yet" in shown["error"]
+    assert shown["failed_attempt"] is None
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "Is a directory"),
+        ("[]", "not a JSON object"),
+        ('{"runs": "x"}', "runs is not a list of objects"),
+        ('{"runs": [{"steps": {"a": 1}}]}', "runs[0].steps is not a list"),
+        ('{"runs": [{"steps": [{"name": 1, "status": "failed"}]}]}', "runs[0].steps[0]"),
+        ('{"runs": [{"steps": [{"name": "a", "status": "b", "actions": 5}]}]}', "steps[0]"),
+        ("\udcff", "cannot read"),
+    ],
+    ids=["directory", "list", "runs", "steps", "name", "actions", "not-utf8"],
+)
+def test_status_of_a_broken_state_file_is_one_line_and_exit_2(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "state.json"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content.encode(errors="surrogateescape"))
+    for json_flag in ([], ["--json"]):
+        proc = cli("status", "--state", str(path), *json_flag)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert expected in (proc.stderr if not json_flag else json.loads(proc.stdout)["error"])
+
+
+def test_status_never_reads_through_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere.json"
+    real.write_text(json.dumps({"instance_id": "i-1", "runs": []}))
+    (tmp_path / "state.json").symlink_to(real)
+    proc = cli("status", "--state", str(tmp_path / "state.json"))
+    assert proc.returncode == 2
+    assert "a symlink, not trusted" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["config", "validate"], ["config", "schema"]])
+def test_config_commands_take_the_global_options_after_them(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Issue 14: the README says global options may come after the command.
+    good = tmp_path / "config.toml"
+    good.write_text("[storage]\nlevel = 6\n")
+    proc = cli(*command, "--config", str(good), "--json", "-v", "--log-format", "text")
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown.get("valid") is True or shown.get("title") == "Config"
+
+
+def test_check_json_on_a_configuration_error_is_json(lab: dict[str, str]) -> None:
+    Path(lab["config"]).write_text("[storage]\nlevel = 'five'\n")
+    proc = cli("check", *opts(lab), "--json")
+    assert proc.returncode == 3
+    shown = json.loads(proc.stdout)
+    assert shown["status"] == "UNKNOWN"
+    assert "storage.level" in shown["summary"]
+
+
+@pytest.mark.parametrize("wait", ["inf", "nan", "-1", "1e9", "soon"])
+def test_wait_must_be_a_finite_number_of_seconds(lab: dict[str, str], wait: str) -> None:
+    proc = cli("reconcile", *opts(lab), "--wait", wait)
+    assert proc.returncode == 2
+    assert "is not a number of seconds" in proc.stderr
+
+
+def test_dry_run_honours_wait(lab: dict[str, str]) -> None:
+    holder = start_holder(Path(lab["lock"]), 1.0)
+    try:
+        assert cli("reconcile", *opts(lab), "--dry-run", "--wait", "0").returncode == 3
+        proc = cli("reconcile", *opts(lab), "--dry-run", "--wait", "30")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        holder.wait()
+
+
+def test_a_lock_path_that_cannot_be_opened_is_one_line(lab: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for lock in (tmp_path, tmp_path / "file" / "lock"):  # a directory; below a file
+        proc = cli(
+            "reconcile", "--config", lab["config"], "--state", lab["state"], "--lock", str(lock)
+        )
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("cockpit-agent: cannot open the run lock")
+        assert "Traceback" not in proc.stderr
+
+
+# --- issue 14: a run that fails before its steps leaves a trace in status and check ----------
+
+
+def test_a_typo_in_a_dropin_shows_in_status_and_check(lab: dict[str, str]) -> None:
+    assert cli("reconcile", *opts(lab)).returncode == 0
+    assert cli("status", *opts(lab)).returncode == 0
+    dropin = Path(lab["config"]).parent / "config.d" / "50-typo.toml"
+    dropin.parent.mkdir()
+    dropin.write_text("[storge]\nlevel = 6\n")
+    assert cli("plan", *opts(lab)).returncode == 2
+    assert cli("reconcile", *opts(lab), "--dry-run").returncode == 2
+    assert cli("status", *opts(lab)).returncode == 0  # neither records anything
+    assert cli("reconcile", *opts(lab)).returncode == 2  # what the boot unit runs
+    status = cli("status", *opts(lab))
+    assert status.returncode == 1
+    assert "FAILED before its steps (exit 2)" in status.stdout
+    assert f"{dropin}: storge: unknown key" in status.stdout
+    assert "result converged" in status.stdout  # the run before it is still shown
+    shown = json.loads(cli("status", *opts(lab), "--json").stdout)
+    assert shown["failed_attempt"]["exit_code"] == 2
+    assert "storge" in shown["failed_attempt"]["error"]
+    check = cli("check", *opts(lab))  # the configuration is still broken: UNKNOWN, naming it
+    assert check.returncode == 3 and "storge: unknown key" in check.stdout
+    dropin.unlink()
+    check = cli("check", *opts(lab))  # fixed, but not reconciled since
+    assert check.returncode == 2, check.stdout
+    assert "failed before its steps" in check.stdout
+    assert cli("reconcile", *opts(lab)).returncode == 0
+    assert cli("status", *opts(lab)).returncode == 0
+    assert cli("check", *opts(lab)).returncode == 0
+
+
+def test_an_unexpected_error_is_one_line_and_the_commands_code(
+    lab: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A path with a NUL byte: os.open raises ValueError, which no command expects.
+    bad = "/tmp/lock\x00"
+    assert main(["reconcile", *opts(lab)[:4], "--lock", bad]) == 1
+    err = capsys.readouterr().err
+    assert err == "cockpit-agent: internal error: ValueError: embedded null byte\n"
+    attempt = json.loads(Path(lab["state"]).with_name("state.failed-attempt.json").read_text())
+    assert attempt["error"] == "internal error: ValueError: embedded null byte"
+    assert main(["check", "--config", lab["config"], "--state", "/tmp/state\x00"]) == 3
+    assert capsys.readouterr().out.startswith("UNKNOWN - internal error: ValueError")

@@ -14,6 +14,7 @@ import json
 import tempfile
 import urllib.error
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from cockpit_agent.cli import main
 from cockpit_agent.config import ImdsConfig, load_config
 from cockpit_agent.errors import AgentError
 from cockpit_agent.facts import disks, md, platform, rootfs
@@ -441,3 +443,18 @@ def test_the_state_file_parses_or_is_a_state_error(workdir: Path, content: str) 
     path = workdir / "state.json"
     path.write_text(content, errors="surrogateescape")
     parses_or_agent_error(lambda: read_state(path))
+
+
+@given(content=STATE.map(json.dumps) | JSON_VALUES.map(json.dumps) | ANY_TEXT)
+def test_status_shows_any_state_file_or_says_why_not(workdir: Path, content: str) -> None:
+    # `status` reads the JSON itself (ADR 0002): it must cope with any shape on its own.
+    path = workdir / "state.json"
+    path.write_text(content, errors="surrogateescape")
+    for flags in ([], ["--json"]):
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["status", "--state", str(path), *flags])
+        assert code in (0, 1, 2)
+        assert "internal error" not in err.getvalue()
+        if flags:
+            assert isinstance(json.loads(out.getvalue()), dict)
