@@ -113,6 +113,20 @@ def test_incomplete_identity(imds_tree: dict[str, Any]) -> None:
             c.identity()
 
 
+@pytest.mark.parametrize("instance", ["../../etc", "i-1/x", "i-\n", "", "i-" + "0" * 40])
+def test_an_instance_id_that_is_not_one_is_refused(
+    imds_tree: dict[str, Any], instance: str
+) -> None:
+    # Issue 14: an instance id containing "/" named a path when a state file was moved aside.
+    doc = json.loads(imds_tree["latest"]["dynamic"]["instance-identity"]["document"])
+    doc["instanceId"] = instance
+    imds_tree["latest"]["dynamic"]["instance-identity"]["document"] = json.dumps(doc)
+    with ImdsStub(imds_tree) as stub:
+        c, _ = client(stub.url)
+        with pytest.raises(ImdsError, match="incomplete"):
+            c.identity()
+
+
 def test_missing_path_is_404(imds_tree: dict[str, Any]) -> None:
     del imds_tree["latest"]["dynamic"]
     with ImdsStub(imds_tree) as stub:

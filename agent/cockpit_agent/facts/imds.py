@@ -220,7 +220,8 @@ class ImdsClient:
         try:
             return InstanceIdentity.model_validate(doc)
         except ValidationError as exc:
-            raise ImdsError(f"IMDS identity document is incomplete: {exc}") from exc
+            wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ImdsError(f"IMDS identity document is incomplete or invalid: {wrong}") from exc
 
     def outpost_arn(self) -> str | None:
         """The ARN of the Outpost this instance runs on; None when it runs in a Region."""
