@@ -31,6 +31,7 @@ from cockpit_agent.facts import disks, md, platform, rootfs
 from cockpit_agent.facts.imds import (
     IDENTITY_PATH,
     MACS_PATH,
+    OUTPOST_ARN_PATH,
     PRIMARY_MAC_PATH,
     TOKEN_PATH,
     ImdsClient,
@@ -132,6 +133,7 @@ def test_configuration_parses_or_is_a_config_error(
 
 # --- IMDS answers ---------------------------------------------------------------------------
 
+OUTPOST = "arn:aws:outposts:us-west-2:111122223333:outpost/op-0123456789abcdef0"
 MACS = st.from_regex(r"\A[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z") | LINE_TEXT
 
 
@@ -168,6 +170,7 @@ def imds_answers(draw: st.DrawFn) -> dict[str, bytes | int]:
         "keys": draw(
             plausible_or_anything(st.just("device-number\nnetwork-card\nlocal-ipv4s\nsubnet-id"))
         ),
+        OUTPOST_ARN_PATH: draw(plausible_or_anything(st.just(OUTPOST))),
         "*": draw(plausible_or_anything(st.sampled_from(["0", "1", "10.0.0.1", "subnet-1"]))),
     }
     statuses = st.sampled_from([401, 404, 500])
@@ -201,6 +204,8 @@ def test_imds_answers_parse_or_are_an_imds_error(answers: dict[str, bytes | int]
     client = ImdsClient(config, sleep=lambda s: None, opener=AnsweringOpener(answers))  # type: ignore[arg-type]
     identity = parses_or_agent_error(client.identity)
     interfaces = parses_or_agent_error(client.interfaces)
+    outpost = parses_or_agent_error(client.outpost_arn)
+    assert outpost is None or outpost.startswith("arn:aws")
     if identity is not None:
         assert identity.instance_id.startswith("i-")
     for interface in interfaces or []:
@@ -425,6 +430,7 @@ STATE = st.fixed_dictionaries(
                     "run_id": JSON_VALUES,
                     "started_at": st.just("2026-12-01T00:00:00Z") | JSON_VALUES,
                     "result": st.sampled_from(["failed", "converged"]) | JSON_VALUES,
+                    "location": st.fixed_dictionaries({"summary": JSON_VALUES}) | JSON_VALUES,
                     "steps": st.lists(st.dictionaries(LINE_TEXT, JSON_VALUES), max_size=2)
                     | JSON_VALUES,
                 },

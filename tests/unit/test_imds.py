@@ -285,8 +285,9 @@ class _Hostile(_Handler):
         ({"body": "0e:11:22:33:44:0\u00e9".encode()}, "interfaces", "it is not one"),
         ({"body": b"0e:11:22:33:44:01/../../x"}, "interfaces", "it is not one"),
         ({"body": b"garbage\r\n\r\n", "raw": True}, "identity", "unreachable: BadStatusLine"),
+        ({"body": b"arn:aws:outposts:x\r\nop"}, "outpost_arn", "is not an Outpost's ARN"),
     ],
-    ids=["crlf-token", "non-ascii-token", "non-ascii-mac", "path-in-mac", "not-http"],
+    ids=["crlf-token", "non-ascii-token", "non-ascii-mac", "path-in-mac", "not-http", "arn"],
 )
 def test_hostile_answers_end_in_an_imds_error(
     answers: dict[str, Any], call: str, message: str

@@ -29,6 +29,9 @@ OUTPOST_ARN_PATH = "/latest/meta-data/outpost-arn"  # only on an instance on an 
 
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 NUMBER = re.compile(r"[0-9]{1,3}")  # device-number, network-card: small, ASCII digits only
+OUTPOST_ARN = re.compile(
+    r"arn:aws[a-z-]*:outposts:[a-z0-9-]{1,32}:[0-9]{12}:outpost/op-[0-9a-zA-Z]{1,32}"
+)
 # A session token goes into a header: printable ASCII without spaces (no CR/LF to split it).
 TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
 
@@ -226,9 +229,12 @@ class ImdsClient:
     def outpost_arn(self) -> str | None:
         """The ARN of the Outpost this instance runs on; None when it runs in a Region."""
         try:
-            return self.get(OUTPOST_ARN_PATH).strip() or None
+            arn = self.get(OUTPOST_ARN_PATH).strip()
         except ImdsNotFound:
             return None
+        if arn and not OUTPOST_ARN.fullmatch(arn):
+            raise ImdsError(f"IMDS outpost-arn {arn[:80]!r} is not an Outpost's ARN")
+        return arn or None
 
     def interfaces(self) -> list[ImdsInterface]:
         """Every interface IMDS lists, with the primary MAC forced to device 0."""
