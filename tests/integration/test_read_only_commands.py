@@ -155,39 +155,34 @@ def test_read_only_commands_change_nothing(
     assert snapshot(root) == before
 
 
+BROKEN = {
+    # what is broken: (file, its content, exit code of plan and --dry-run, what they say)
+    "state": ("var/lib/cockpit-agent/state.json", '{"instance_id": "i-0fix', 0, "is truncated"),
+    "drop-in": ("etc/config.d/60-typo.toml", "[storge]\n", 2, "storge: unknown key"),
+}
+
+
 @pytest.mark.parametrize("view", ["read-only", "writable"])
-def test_a_dry_run_moves_no_broken_state_file(
-    tmp_path: Path, imds_stub: ImdsStub, read_only: Callable[[Path], None], view: str
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_plan_and_dry_run_leave_what_is_broken_alone(
+    tmp_path: Path,
+    imds_stub: ImdsStub,
+    read_only: Callable[[Path], None],
+    broken: str,
+    view: str,
 ) -> None:
+    # A truncated state file is not moved aside, a broken drop-in records no failed attempt.
     root = tmp_path / "tree"
     paths = agent_tree(root, imds_stub.url)
-    Path(paths["state"]).write_text('{"instance_id": "i-0fixture0000')  # truncated
+    name, content, code, said = BROKEN[broken]
+    (root / name).write_text(content)
     before = snapshot(root)
     if view == "read-only":
         read_only(root)
     for args in (("plan",), ("reconcile", "--dry-run")):
         proc = agent(paths, *args)
-        assert proc.returncode == 0, proc.stderr
-        assert "state file is truncated: not trusted" in proc.stderr
-    status = agent(paths, "status")
-    assert status.returncode == 2 and "cannot read" in status.stderr
-    assert snapshot(root) == before
-
-
-@pytest.mark.parametrize("view", ["read-only", "writable"])
-def test_plan_and_dry_run_record_no_failed_attempt(
-    tmp_path: Path, imds_stub: ImdsStub, read_only: Callable[[Path], None], view: str
-) -> None:
-    root = tmp_path / "tree"
-    paths = agent_tree(root, imds_stub.url)
-    (Path(paths["config"]).parent / "config.d" / "60-typo.toml").write_text("[storge]\n")
-    before = snapshot(root)
-    if view == "read-only":
-        read_only(root)
-    for args in (("plan",), ("reconcile", "--dry-run")):
-        proc = agent(paths, *args)
-        assert proc.returncode == 2 and "storge: unknown key" in proc.stderr
-        assert "cannot record" not in proc.stderr
+        assert proc.returncode == code, proc.stderr
+        assert said in proc.stderr and "cannot record" not in proc.stderr
     assert snapshot(root) == before
 
 
