@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from cockpit_agent import __version__
-from cockpit_agent.host.files import atomic_write, fsync_dir
 
 
 def attempt_path(state_path: Path) -> Path:
@@ -28,6 +27,8 @@ def attempt_path(state_path: Path) -> Path:
 
 def record_attempt(state_path: Path, *, command: str, error: str, exit_code: int) -> str | None:
     """Record a failed attempt; returns why it could not be written (None when it was)."""
+    from cockpit_agent.host.files import atomic_write  # noqa: PLC0415 (status never writes)
+
     record = {
         "at": datetime.now(UTC).isoformat(),
         "command": command,
@@ -44,6 +45,8 @@ def record_attempt(state_path: Path, *, command: str, error: str, exit_code: int
 
 def clear_attempt(state_path: Path) -> None:
     """Forget a failed attempt: a run has been recorded since."""
+    from cockpit_agent.host.files import fsync_dir  # noqa: PLC0415
+
     path = attempt_path(state_path)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

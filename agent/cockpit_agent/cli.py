@@ -157,9 +157,10 @@ def _last_resort(args: argparse.Namespace, exc: Exception) -> int:
     """An error no command handled: one line, and the command's documented code."""
     from cockpit_agent.errors import AgentError  # noqa: PLC0415
 
-    what = str(exc) if isinstance(exc, AgentError) else f"internal error: {type(exc).__name__}"
-    if not isinstance(exc, AgentError) and str(exc):
-        what += f": {exc}"
+    if isinstance(exc, AgentError):
+        what = str(exc)
+    else:
+        what = f"internal error: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
     message = " ".join(what.split())[:500]
     if args.verbose:
         traceback.print_exception(exc)
@@ -229,7 +230,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             where = (last or {}).get("location") or {}
             if where.get("summary"):
                 print(f"location {where['summary']}")
-            _print_run(last) if last is not None else print("no run recorded")
+            if last is None:
+                print("no run recorded")
+            else:
+                _print_run(last)
     if attempt is not None or (last is not None and last.get("result") == "failed"):
         return FAILED
     return USAGE if state is None else OK
@@ -239,8 +243,10 @@ def _read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The state file as JSON, or why it cannot be shown; never through a symlink."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            state = json.loads(fh.read())
+        try:
+            state = json.loads(b"".join(iter(lambda: os.read(fd, 1 << 16), b"")))
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return None, f"no state file at {path}: the agent has not run on this host yet"
     except OSError as exc:
