@@ -4,6 +4,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -298,5 +299,40 @@ def test_hostile_answers_end_in_an_imds_error(
         c, _ = client(f"http://127.0.0.1:{server.server_address[1]}", boot_wait_seconds=0)
         with pytest.raises(ImdsError, match=message):
             getattr(c, call)()
+    finally:
+        server.shutdown()
+
+
+class _Drip(_Handler):
+    """An IMDS that answers a byte at a time, for ever."""
+
+    def do_PUT(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up
+
+
+def test_a_server_that_drips_is_cut_off_by_the_deadline() -> None:
+    # Issue 14: a server sending a byte a second kept `facts` running past 150 s; the request
+    # timeout applied per socket operation, and boot_wait only between attempts.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c, _ = client(
+            f"http://127.0.0.1:{server.server_address[1]}",
+            request_timeout_seconds=0.3,
+            boot_wait_seconds=1,
+        )
+        started = time.monotonic()
+        with pytest.raises(ImdsError, match=r"took longer than the request timeout|out of time"):
+            c.identity()
+        assert time.monotonic() - started < 1 + 5 * 0.3 + 1  # boot_wait + 5 requests, and slack
     finally:
         server.shutdown()
