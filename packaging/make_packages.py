@@ -111,6 +111,10 @@ def install_tree(minor: str, agent: Path, wheels: Path, target: Path) -> None:
     # the wheel's data files (the recipes install the units and the example themselves).
     for extra in ("bin", "share"):
         shutil.rmtree(target / extra, ignore_errors=True)
+    # PyYAML's optional C accelerator links a copy of libyaml that no distribution would
+    # patch (lintian: embedded-library); the agent reads YAML with the pure-Python safe_load.
+    for accelerator in target.glob("yaml/_yaml*.so"):
+        accelerator.unlink()
 
 
 def tree_digest(path: Path) -> str:

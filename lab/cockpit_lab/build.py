@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from cockpit_lab.recipe import (
     GUEST_DIR,
     MGMT_GUEST_IP,
     NETWORK_PACKAGES,
+    REPO_DIR,
     Recipe,
     default_recipe,
 )
@@ -45,8 +48,8 @@ from cockpit_lab.recipe import (
 IMAGE_NAME = "base.qcow2"
 LVM_VG = "labvg"
 LVM_LV = "root"
-VENV = "/opt/cockpit-agent/venv"
-WHEELS = "/opt/cockpit-agent/wheels"
+BAKE_SCRIPT = REPO_DIR / "packaging/ami/bake.sh"
+BAKE_DIR = "/var/tmp/cockpit-lab-bake"  # in the image, while the bake runs
 # Timers that would make a test guest busy at random moments.
 MASKED_UNITS = (
     "e2scrub_reap.service",  # 30 s at every boot under TCG, for LVM snapshots nobody takes
@@ -61,6 +64,19 @@ MASKED_UNITS = (
     "mdmonitor-oneshot.timer",
 )
 ENABLED_UNITS = ("ssh.service", "cockpit-lab-imds.service")
+
+
+class LabBuildError(RuntimeError):
+    """An image build or bake failed: what failed, why (its first line) and its full log."""
+
+    def __init__(self, what: str, full_log: Path) -> None:
+        super().__init__(what, full_log)
+        self.what, self.full_log = what, full_log
+
+    def __str__(self) -> str:
+        first = str(self.__cause__).strip().splitlines()[:1] if self.__cause__ else []
+        reason = f": {first[0]}" if first else ""
+        return f"{self.what} failed{reason} (full log: {self.full_log})"
 
 
 def image_path(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
@@ -92,7 +108,10 @@ def ensure_image(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
             started = time.monotonic()
             with logging_to(build_log(recipe, cache)) as full_log:
                 log(f"building the {recipe.variant} image (about 2 min; log: {full_log})")
-                _build(recipe, tmp, cache)
+                try:
+                    _build(recipe, tmp, cache)
+                except Exception as exc:
+                    raise LabBuildError(f"building the {recipe.variant} image", full_log) from exc
             manifest = json.loads((tmp / "manifest.json").read_text())
             manifest["build_seconds"] = round(time.monotonic() - started, 1)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -106,6 +125,115 @@ def ensure_image(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
         _touch(image.parent / "last-used")
         _prune(cache, keep=image.parent)
     return image
+
+
+def agent_package() -> Path:
+    """The agent's .deb built from this checkout by `make package`, which rebuilds it only
+    when one of its inputs changed."""
+    argv = ["make", "--no-print-directory", "-C", str(REPO_DIR), "package"]
+    debs = [Path(w) for w in run(argv, quiet=True).split() if w.endswith(".deb")]
+    if len(debs) != 1:
+        raise RuntimeError(f"make package printed no single .deb: {debs}")
+    return debs[0]
+
+
+def bake_config(recipe: Recipe) -> str:
+    """The configuration the bake reads (its package lists): the virt step off unless this
+    variant's bake installs the virtualisation stack. Each run's seed replaces it."""
+    return "" if recipe.virt == "bake" else "[virt]\nenabled = false\n"
+
+
+def baked_image(recipe: Recipe, package: Path, cache: Path = CACHE_DIR) -> Path:
+    """The image of `recipe` with the agent's `package` baked in by packaging/ami/bake.sh, as
+    an AMI bake does it: made once per OS image, package and bake script, and kept beside
+    the OS image (baked-<key>.qcow2, the two newest of each image)."""
+    image = ensure_image(recipe, cache)
+    h = hashlib.sha256()
+    for part in (image.parent.name.encode(), package.read_bytes(), BAKE_SCRIPT.read_bytes(),
+                 bake_config(recipe).encode()):  # fmt: skip
+        h.update(hashlib.sha256(part).digest())
+    key = h.hexdigest()[:16]
+    baked = image.parent / f"baked-{key}.qcow2"
+    if baked.exists():
+        _touch(baked)
+        return baked
+    with (cache / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if baked.exists():
+            return baked
+        tmp = Path(tempfile.mkdtemp(prefix=f".bake-{key}-", dir=image.parent))
+        try:
+            started = time.monotonic()
+            with logging_to(cache / "logs" / f"bake-{recipe.variant}-{key}.log") as full_log:
+                log(f"baking {package.name} into the {recipe.variant} image (log: {full_log})")
+                try:
+                    _bake(recipe, image, package, tmp, cache)
+                except Exception as exc:
+                    raise LabBuildError(f"baking {package.name}", full_log) from exc
+            (tmp / IMAGE_NAME).rename(baked)
+            log(f"baked in {time.monotonic() - started:.1f} s: {baked}")
+        finally:
+            _remove_build_dir(tmp)
+        older = sorted(image.parent.glob("baked-*.qcow2"), key=lambda p: p.stat().st_mtime)
+        for old in older[:-2]:
+            old.unlink(missing_ok=True)
+    return baked
+
+
+def _bake(recipe: Recipe, image: Path, package: Path, tmp: Path, cache: Path) -> None:
+    """bake.sh in a chroot of a raw copy of `image`, then that copy as qcow2 in `tmp`."""
+    raw = tmp / "disk.raw"
+    run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], quiet=True)
+    uuids = json.loads((image.parent / "manifest.json").read_text())["uuids"]
+    with loop_device(raw) as dev, ExitStack() as stack:
+        root, nodes, by_uuid = _open_disk(recipe, dev, uuids, tmp / "root", stack, create=False)
+        chroot_mounts(stack, root, nodes, by_uuid)
+        work = root / BAKE_DIR.lstrip("/")
+        (work / "config").mkdir(parents=True)
+        shutil.copy2(package, work / package.name)
+        shutil.copy2(BAKE_SCRIPT, work / "bake.sh")
+        (work / "config/config.toml").write_text(bake_config(recipe))
+        keep = _set_aside_package_cache(recipe, root, tmp / "kept")
+        for deb in (cache / "debs").glob("*.deb"):  # spare the mirror what is cached here
+            shutil.copy2(deb, root / "var/cache/apt/archives" / deb.name)
+        resolv = root / "etc/resolv.conf"
+        guest_resolv = resolv.read_bytes()
+        resolv.unlink()
+        shutil.copyfile("/etc/resolv.conf", resolv)  # the bake reaches the mirror from here
+        try:
+            in_chroot(root, "sh", f"{BAKE_DIR}/bake.sh", "--config-dir", f"{BAKE_DIR}/config",
+                      f"{BAKE_DIR}/{package.name}")  # fmt: skip
+        finally:
+            resolv.write_bytes(guest_resolv)
+            shutil.rmtree(work)
+        keep()
+        if recipe.virt == "bake":  # Cockpit's login for the lab user, as test_lab's admin has
+            in_chroot(root, "usermod", "--append", "--groups", "libvirt,kvm", "lab", quiet=True)
+        run(["fstrim", str(root)], quiet=True)
+    run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(tmp / IMAGE_NAME)], quiet=True)
+    raw.unlink()
+    (tmp / "root").rmdir()
+
+
+def _set_aside_package_cache(recipe: Recipe, root: Path, aside: Path) -> Callable[[], None]:
+    """The bake empties apt's cache and lists, as an AMI's should be; an image whose agent
+    installs the virtualisation stack at first boot keeps them (the lab's guest has no mirror
+    of its own to count on). Returns what puts them back."""
+    if recipe.virt != "first-boot":
+        return lambda: None
+    aside.mkdir()
+    saved = {
+        p: aside / p.replace("/", "_") for p in ("var/cache/apt/archives", "var/lib/apt/lists")
+    }
+    for rel, where in saved.items():
+        shutil.copytree(root / rel, where, symlinks=True)
+
+    def put_back() -> None:
+        for rel, where in saved.items():
+            shutil.rmtree(root / rel)
+            shutil.copytree(where, root / rel, symlinks=True)
+
+    return put_back
 
 
 def _touch(path: Path) -> None:
@@ -157,46 +285,62 @@ def _partition(recipe: Recipe, raw: Path) -> None:
     run([*argv, str(raw)], quiet=True)
 
 
+def _open_disk(
+    recipe: Recipe,
+    dev: str,
+    uuids: dict[str, str],
+    mountpoint: Path,
+    stack: ExitStack,
+    *,
+    create: bool,
+) -> tuple[Path, list[str], dict[str, str]]:
+    """Mount the image's root (and /boot) at `mountpoint`, making the filesystems first with
+    `create`; return the root and, for the chroot's private /dev, its block devices and the
+    /dev/disk/by-uuid links."""
+    nodes = [dev, partition(dev, 1), partition(dev, 2)]
+    by_uuid: dict[str, str] = {}
+    boot_dev = ""
+    if recipe.root_layout == "lvm":
+        nodes.append(partition(dev, 3))
+        lv = lvm_volume(partition(dev, 3), LVM_VG, LVM_LV, create=create)
+        root_dev = stack.enter_context(lv)
+        boot_dev = partition(dev, 2)
+        if create:
+            run(["mkfs.ext4", "-q", "-L", "boot", "-U", uuids["boot"], boot_dev], quiet=True)
+        by_uuid[uuids["boot"]] = boot_dev
+        nodes.append(root_dev)
+    else:
+        root_dev = partition(dev, 2)
+    by_uuid[uuids["root"]] = root_dev
+    if create:
+        run(["mkfs.ext4", "-q", "-L", "root", "-U", uuids["root"], root_dev], quiet=True)
+    root = stack.enter_context(mounted(root_dev, mountpoint))
+    if boot_dev:
+        stack.enter_context(mounted(boot_dev, root / "boot"))
+    return root, nodes, by_uuid
+
+
 def _build(recipe: Recipe, tmp: Path, cache: Path) -> None:
     timings: dict[str, float] = {}
     raw = tmp / "disk.raw"
     with raw.open("wb") as fh:
         fh.truncate(_bytes(recipe.disk_size))
     _partition(recipe, raw)
-    wheels = tmp / "wheels"
-    _timed(timings, "dependency_wheels", lambda: _python_wheels(recipe, wheels))
     debs = cache / "debs"
     debs.mkdir(exist_ok=True)
     uuids = {"root": str(uuid.uuid4()), "boot": str(uuid.uuid4())}
     with loop_device(raw) as dev, ExitStack() as stack:
-        nodes = [dev, partition(dev, 1), partition(dev, 2)]
-        by_uuid: dict[str, str] = {}
-        boot_dev = ""
-        if recipe.root_layout == "lvm":
-            nodes.append(partition(dev, 3))
-            root_dev = stack.enter_context(lvm_volume(partition(dev, 3), LVM_VG, LVM_LV))
-            boot_dev = partition(dev, 2)
-            run(["mkfs.ext4", "-q", "-L", "boot", "-U", uuids["boot"], boot_dev], quiet=True)
-            by_uuid[uuids["boot"]] = boot_dev
-            nodes.append(root_dev)
-        else:
-            root_dev = partition(dev, 2)
-        by_uuid[uuids["root"]] = root_dev
-        run(["mkfs.ext4", "-q", "-L", "root", "-U", uuids["root"], root_dev], quiet=True)
-        root = stack.enter_context(mounted(root_dev, tmp / "root"))
-        if boot_dev:
-            stack.enter_context(mounted(boot_dev, root / "boot"))
+        root, nodes, by_uuid = _open_disk(recipe, dev, uuids, tmp / "root", stack, create=True)
         debootstrap = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", recipe.suite,
                        str(root), recipe.mirror]  # fmt: skip
         _timed(timings, "debootstrap", lambda: run(debootstrap, quiet=True))
         _configure(recipe, root, uuids)
         chroot_mounts(stack, root, nodes, by_uuid)
-        facts = _install(recipe, root, dev, debs, wheels, timings=timings)
+        facts = _install(recipe, root, dev, debs, timings=timings)
         run(["fstrim", str(root)], quiet=True)  # punch the free blocks out of the raw file
     convert = ["qemu-img", "convert", "-O", "qcow2", str(raw), str(tmp / IMAGE_NAME)]
     _timed(timings, "qcow2", lambda: run(convert, quiet=True))
     raw.unlink()
-    shutil.rmtree(wheels)
     (tmp / "root").rmdir()
     manifest = {
         "recipe": recipe.digest(),
@@ -212,14 +356,13 @@ def _build(recipe: Recipe, tmp: Path, cache: Path) -> None:
 
 
 def _install(
-    recipe: Recipe, root: Path, dev: str, debs: Path, wheels: Path, *, timings: dict[str, float]
+    recipe: Recipe, root: Path, dev: str, debs: Path, *, timings: dict[str, float]
 ) -> dict[str, object]:
     """Everything done inside the chroot; returns facts for the manifest."""
     with mounted(str(debs), root / "var/cache/apt/archives", "--bind"):
         _timed(timings, "packages", lambda: _install_packages(recipe, root))
-        if not recipe.virt_installed:
+        if recipe.virt == "first-boot":
             _timed(timings, "package_cache", lambda: _bake_package_cache(recipe, root, debs))
-        _timed(timings, "agent_venv", lambda: _agent_venv(recipe, root, wheels))
         _timed(timings, "bootloader", lambda: _bootloader(root, dev))
         _finish(recipe, root)
     baked = root / "var/cache/apt/archives.lab"
@@ -251,25 +394,6 @@ def _timed(timings: dict[str, float], name: str, fn: object) -> None:
 def _bytes(size: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-
-
-def _python_wheels(recipe: Recipe, dest: Path) -> None:
-    """Wheels of the agent's dependencies, built or fetched by the host's pip (same Python
-    minor as the guest's, so compiled manylinux wheels fit)."""
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--wheel-dir",
-            str(dest),
-            *recipe.python_deps,
-        ],
-        quiet=True,
-    )
 
 
 def _configure(recipe: Recipe, root: Path, uuids: dict[str, str]) -> None:
@@ -331,8 +455,6 @@ def _install_packages(recipe: Recipe, root: Path) -> None:
         (root / "etc/locale.gen").write_text(f"{CLOUD_INIT_LOCALE} UTF-8\n")
         in_chroot(root, "locale-gen", quiet=True)
         (root / "etc/default/locale").write_text(f"LANG={CLOUD_INIT_LOCALE}\n")
-    if recipe.virt_installed:
-        _apt_install(root, recipe.virt_packages)
 
 
 def _bake_package_cache(recipe: Recipe, root: Path, debs: Path) -> None:
@@ -354,25 +476,6 @@ def _bake_package_cache(recipe: Recipe, root: Path, debs: Path) -> None:
     log(f"baked {len(names)} packages into the image's apt cache")
 
 
-def _agent_venv(recipe: Recipe, root: Path, wheels: Path) -> None:
-    """A venv with the agent's dependencies; each run adds only the agent's own wheel.
-    --system-site-packages lets it use Debian's python3-systemd (the `systemd` extra)."""
-    shutil.copytree(wheels, root / WHEELS.lstrip("/"))
-    in_chroot(root, "python3", "-m", "venv", "--system-site-packages", VENV, quiet=True)
-    in_chroot(
-        root,
-        f"{VENV}/bin/pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-index",
-        "--find-links",
-        WHEELS,
-        *recipe.python_deps,
-        quiet=True,
-    )
-
-
 def _bootloader(root: Path, dev: str) -> None:
     """GRUB in the disk's MBR and BIOS boot partition, configured from the image's own
     /boot, so every boot (and reboot) runs the guest's kernel and initramfs."""
@@ -383,18 +486,8 @@ def _bootloader(root: Path, dev: str) -> None:
 def _finish(recipe: Recipe, root: Path) -> None:
     # A login for Cockpit (root is kept out of it by the agent's default config); the lab's
     # forwards listen on 127.0.0.1 only.
-    groups = "sudo,libvirt,kvm" if recipe.virt_installed else "sudo"
-    in_chroot(
-        root,
-        "useradd",
-        "--create-home",
-        "--shell",
-        "/bin/bash",
-        "--groups",
-        groups,
-        "lab",
-        quiet=True,
-    )
+    in_chroot(root, "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", "lab",
+              quiet=True)  # fmt: skip
     in_chroot(root, "chpasswd", input_text="lab:lab\n", quiet=True)
     (root / "var/log/journal").mkdir(parents=True, exist_ok=True)  # keep earlier boots' logs
     networkd = ("systemd-networkd.service",) if recipe.network != "networkmanager" else ()
@@ -409,10 +502,12 @@ def _finish(recipe: Recipe, root: Path) -> None:
 
 
 def main(variants: list[str]) -> int:
-    """`python -m cockpit_lab build [VARIANT...]`: build (or reuse) images, print their paths."""
+    """`python -m cockpit_lab build [VARIANT...]`: build (or reuse) the images with the agent's
+    package baked in; print their paths."""
     if os.geteuid() != 0:
         print("the lab image build needs root (loop devices, mounts, chroot)", file=sys.stderr)
         return 2
+    package = agent_package()
     for variant in variants or ["base"]:
-        print(ensure_image(default_recipe(variant)))
+        print(baked_image(default_recipe(variant), package))
     return 0

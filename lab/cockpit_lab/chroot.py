@@ -111,14 +111,16 @@ def _lvm(pv: str, *argv: str) -> str:
 
 
 @contextmanager
-def lvm_volume(pv: str, vg: str, lv: str) -> Iterator[str]:
-    """Make `pv` an LVM PV holding VG `vg` with one linear LV `lv` over all of it, without
-    device-mapper, and yield a loop device over exactly the LV's extents (its data starts at
-    the PV's pe_start, the LV being the first and only one), to make its filesystem on."""
-    _lvm(pv, "pvcreate", "--quiet", pv)
-    _lvm(pv, "vgcreate", "--quiet", vg, pv)
-    _lvm(pv, "lvcreate", "--quiet", "--activate", "n", "--zero", "n", "--extents", "100%FREE",
-         "--name", lv, vg)  # fmt: skip
+def lvm_volume(pv: str, vg: str, lv: str, *, create: bool = True) -> Iterator[str]:
+    """Yield a loop device over exactly the extents of LV `lv` of VG `vg` on PV `pv`, without
+    device-mapper (its data starts at the PV's pe_start, the LV being the first and only one),
+    to make or mount its filesystem on. With `create`, `pv` first becomes that PV, VG and one
+    linear LV over all of it."""
+    if create:
+        _lvm(pv, "pvcreate", "--quiet", pv)
+        _lvm(pv, "vgcreate", "--quiet", vg, pv)
+        _lvm(pv, "lvcreate", "--quiet", "--activate", "n", "--zero", "n", "--extents",
+             "100%FREE", "--name", lv, vg)  # fmt: skip
     units = ("--noheadings", "--units", "b", "--nosuffix")
     pe_start = int(_lvm(pv, "pvs", *units, "-o", "pe_start", pv).split()[0])
     ranges = _lvm(pv, "lvs", *units, "-o", "lv_size,seg_start_pe", f"{vg}/{lv}").split()

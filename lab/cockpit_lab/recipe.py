@@ -1,8 +1,9 @@
-"""What the lab's base image is made of, and the hash that keys its cache.
+"""What the lab's images are made of, and the hash that keys their cache.
 
-The hash covers everything that goes into the image (this recipe, the build code, the guest
-files under lab/guest and the agent's runtime dependencies from pyproject.toml) and nothing
-that changes with the agent's code: the agent wheel is installed per run from the seed.
+An image is built in two layers (build.py). The OS, a stock image of its variant, is keyed by
+this recipe, the build code and the guest files under lab/guest: nothing that changes with the
+agent. The agent goes in by the AMI bake (packaging/ami/bake.sh) with the .deb built from the
+checkout, a second layer keyed by the OS image, the package and the bake script.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 LAB_DIR = Path(__file__).resolve().parent.parent
@@ -103,14 +103,14 @@ class Recipe:
     root_layout: str = "plain"  # or "lvm"
     cloud_init: bool = False
     network: str = "networkd"  # a key of NETWORK_PACKAGES
-    virt_installed: bool = False  # else only in the image's apt cache
+    # The virtualisation stack: "bake" (the AMI bake installs it), "first-boot" (only its .debs
+    # in the image's apt cache: the agent installs it at first boot) or "none".
+    virt: str = "first-boot"
     packages: tuple[str, ...] = BASE_PACKAGES
     virt_packages: tuple[str, ...] = VIRT_PACKAGES
     disk_size: str = "4G"
     root_size: str = "2G"
     hostname: str = "cockpit-lab"
-    # The agent's runtime dependencies (pip requirement strings), baked as wheels into a venv.
-    python_deps: tuple[str, ...] = field(default_factory=tuple)
 
     def digest(self) -> str:
         """Hash of the recipe, the build code and the guest files."""
@@ -126,14 +126,14 @@ class Recipe:
 # Image variants. "base": no cloud-init, networkd with the lab's own files, the
 # virtualisation packages only in its apt cache (the scenario about installing them installs
 # from there, never from a mirror). "stock": what users bake from, a stock EC2 AMI: cloud-init
-# active (EC2 datasource from the lab's SMBIOS identity and IMDS), netplan over networkd, and
-# the virtualisation packages installed as an AMI bake does. "lvm": the root filesystem on an
-# LVM logical volume (labvg/root) whose PV is the disk's last partition, cloud-init active,
-# NetworkManager, as RHEL-family AMIs are laid out.
+# active (EC2 datasource from the lab's SMBIOS identity and IMDS), netplan over networkd; its
+# bake installs the virtualisation packages. "lvm": the root filesystem on an LVM logical
+# volume (labvg/root) whose PV is the disk's last partition, cloud-init active,
+# NetworkManager, as RHEL-family AMIs are laid out; no virtualisation stack.
 VARIANTS: dict[str, Recipe] = {
     "base": Recipe(),
-    "stock": Recipe(cloud_init=True, network="netplan", virt_installed=True),
-    "lvm": Recipe(root_layout="lvm", cloud_init=True, network="networkmanager"),
+    "stock": Recipe(cloud_init=True, network="netplan", virt="bake"),
+    "lvm": Recipe(root_layout="lvm", cloud_init=True, network="networkmanager", virt="none"),
 }
 
 
@@ -143,15 +143,8 @@ def _hashed_files() -> list[Path]:
     return sorted(code + guest)
 
 
-def agent_dependencies(pyproject: Path = REPO_DIR / "pyproject.toml") -> tuple[str, ...]:
-    """The agent's runtime requirements; the systemd extra comes from Debian (python3-systemd)."""
-    with pyproject.open("rb") as fh:
-        project = tomllib.load(fh)["project"]
-    return tuple(sorted(project.get("dependencies", [])))
-
-
 def default_recipe(variant: str = "base") -> Recipe:
     """The recipe of an image variant (a key of VARIANTS)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown lab image variant {variant!r} (known: {', '.join(VARIANTS)})")
-    return replace(VARIANTS[variant], variant=variant, python_deps=agent_dependencies())
+    return replace(VARIANTS[variant], variant=variant)

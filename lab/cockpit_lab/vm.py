@@ -37,7 +37,7 @@ from cockpit_lab.recipe import (
     MGMT_NET,
     REPO_DIR,
 )
-from cockpit_lab.seed import LAB_CONFIG, imds_tree, staged_agent, write_seed
+from cockpit_lab.seed import LAB_CONFIG, imds_tree, write_seed
 
 RUNS_DIR = Path(os.environ.get("COCKPIT_LAB_RUNS", REPO_DIR / "runs"))
 KEY_PATH = CACHE_DIR / "ssh" / "id_ed25519"
@@ -323,14 +323,11 @@ class Lab:
         reap_stale(RUNS_DIR, self.say)
         self._prepare_disks()
         if not self.seed.exists():
-            venv = staged_agent()
-            config = self.spec.config + self.spec.extra_config
             write_seed(
                 self.seed,
-                venv=venv,
                 instance_id=self.instance_id,
                 public_key=self.key.with_suffix(".pub").read_text(),
-                config=config,
+                config=self.spec.config + self.spec.extra_config,
             )
         record_driver(self.run_dir)
         if self.accel is not None:  # a later boot of this instance: what worked before

@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
 
-from cockpit_lab.build import ensure_image
+from cockpit_lab.build import agent_package, baked_image
 from cockpit_lab.recipe import default_recipe
 from cockpit_lab.vm import Lab, LabSpec, new_run_dir
 
@@ -37,12 +37,16 @@ def _module_id(nodeid: str) -> str:
 
 @pytest.fixture(scope="session")
 def lab_images() -> Callable[[str], Path]:
-    """Build or reuse a cached lab image by variant ("base", "virt")."""
+    """Build or reuse a cached lab image by variant (recipe.VARIANTS), with the agent's .deb
+    from this checkout baked in by packaging/ami/bake.sh."""
     if os.geteuid() != 0:
         pytest.skip("the e2e lab needs root (image build, QEMU); run `make e2e` as root")
+    package: list[Path] = []
 
     def get(variant: str = "base") -> Path:
-        return ensure_image(default_recipe(variant))
+        if not package:
+            package.append(agent_package())
+        return baked_image(default_recipe(variant), package[0])
 
     return get
 

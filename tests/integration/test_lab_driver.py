@@ -34,11 +34,10 @@ from cockpit_lab.recipe import default_recipe  # noqa: E402
 
 @pytest.fixture(scope="module")
 def lab_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lab cache of this module's own: the lab's SSH key, the staged agent (built once
-    here) and a tiny qcow2 as every variant's image."""
+    """A lab cache of this module's own: the lab's SSH key and a tiny qcow2 as the images."""
     need_tools("qemu-img", "ssh-keygen")
     cache = tmp_path_factory.mktemp("lab-cache")
-    for variant in ("base", "virt"):
+    for variant in ("base", "stock"):
         image = image_path(default_recipe(variant), cache)
         image.parent.mkdir(parents=True)
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
@@ -65,6 +64,7 @@ def env(lab_cache: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         "COCKPIT_LAB_RUNS": str(runs),
         "COCKPIT_LAB_KERNEL_BOUND": "3",
         "STANDIN_IMAGE": str(image_path(default_recipe("base"), lab_cache)),
+        "COCKPIT_LAB_IMAGE": str(image_path(default_recipe("stock"), lab_cache)),
     }
     for proc in standins(runs):
         proc.kill()
