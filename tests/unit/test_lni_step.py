@@ -83,7 +83,9 @@ def lni(master: str | None = None, addresses: tuple[str, ...] = ("192.168.50.20/
     )
 
 
-def bridge(mac: str = LNI_MAC, addresses: tuple[str, ...] = ("192.168.50.20/24",)) -> Link:
+def bridge(
+    mac: str = LNI_MAC, addresses: tuple[str, ...] = ("192.168.50.20/24",), operstate: str = "UP"
+) -> Link:
     return Link(
         index=4,
         name="br-lni",
@@ -91,7 +93,7 @@ def bridge(mac: str = LNI_MAC, addresses: tuple[str, ...] = ("192.168.50.20/24",
         permanent_mac=None,
         kind="bridge",
         master=None,
-        operstate="UP",
+        operstate=operstate,
         addresses=[ipv4(a) for a in addresses],
     )
 
@@ -340,7 +342,8 @@ def test_networkd_apply_writes_reloads_and_waits(world: World) -> None:
 def test_networkd_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None:
     for path, content in networkd_files().items():
         world.write(path, content)
-    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(addresses=())]
+    # `ip link set br-lni down` keeps the bridge's address: down alone must be drift.
+    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(operstate="DOWN")]
     world.live.bridge_state = LinkState("br-lni", False, None, (), ())
     world.runner.expect("networkctl", "reload")
     world.runner.expect("networkctl", "reconfigure", "ens6", "br-lni")
@@ -363,7 +366,7 @@ def test_netplan_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None
     step, ctx = world.step(), world.ctx(FRESH, platform=netplan)
     [write] = [a for a in step.plan(step.observe(ctx), ctx) if names([a]) == ["WriteNetworkFiles"]]
     world.write(path, write.files[0].content)
-    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(addresses=())]
+    world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(operstate="DOWN")]
     world.live.bridge_state = LinkState("br-lni", False, None, (), ())
     for argv in (("netplan", "generate"), ("netplan", "apply")):
         world.runner.expect(*argv)

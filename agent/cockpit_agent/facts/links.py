@@ -33,6 +33,11 @@ class Link(BaseModel):
     default_route: bool = False
 
     @property
+    def up(self) -> bool:
+        """Whether the link passes traffic (UNKNOWN: a device that reports no carrier)."""
+        return self.operstate in ("UP", "UNKNOWN")
+
+    @property
     def hardware_mac(self) -> str | None:
         """The MAC the device was made with; a bridge can copy the current one, not this."""
         return self.permanent_mac or self.mac

@@ -330,7 +330,9 @@ class LniStep:
                 actions.append(
                     WriteNetworkFiles(manager, observed.desired_files, link.name, spec.port_mac)
                 )
-            if not files_ok or link.master != spec.bridge or not has_address:
+            # A bridge set down keeps its address: down is drift of its own.
+            bridge_down = bridge is not None and not bridge.up
+            if not files_ok or link.master != spec.bridge or not has_address or bridge_down:
                 actions.append(ApplyNetworkConfig(manager, spec.bridge, link.name))
         else:
             if bridge is None:

@@ -40,7 +40,7 @@ def _bridge_findings(config: LniConfig, mac: str, links: list[Link]) -> list[Fin
     if bridge is None:
         return [Finding("critical", "lni-bridge-missing", f"{config.bridge} does not exist")]
     problems = []
-    if bridge.operstate not in ("UP", "UNKNOWN"):
+    if not bridge.up:
         problems.append(f"{config.bridge} is {bridge.operstate}")
     if (bridge.mac or "").lower() != mac:
         problems.append(f"{config.bridge} has MAC {bridge.mac}, not the LNI's {mac}")
