@@ -15,9 +15,10 @@ import structlog
 from cockpit_agent import __version__
 from cockpit_agent.config import Config
 from cockpit_agent.errors import AgentError
+from cockpit_agent.facts.gather import Facts
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import Runner
-from cockpit_agent.host.services import Notifier
+from cockpit_agent.host.systemd import Notifier
 from cockpit_agent.state import FindingRecord, RunRecord, StepRecord, now
 
 Severity = Literal["ok", "warning", "critical", "unknown"]
@@ -51,7 +52,7 @@ class Ctx:
 
     runner: Runner
     files: Files
-    facts: Any
+    facts: Facts
     config: Config
     log: Any = field(default_factory=lambda: structlog.get_logger("cockpit_agent"))
     notifier: Notifier = field(default_factory=Notifier)

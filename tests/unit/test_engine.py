@@ -10,6 +10,7 @@ import pytest
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Engine, Finding
 from cockpit_agent.errors import CommandFailed
+from cockpit_agent.facts.gather import Facts
 from cockpit_agent.host.files import Files
 from cockpit_agent.imds_stub import ImdsStub
 from cockpit_agent.reconcile import reconcile
@@ -79,7 +80,7 @@ def ctx(tmp_path: Path) -> Ctx:
     return Ctx(
         runner=FakeRunner(),
         files=Files(tmp_path),
-        facts=None,
+        facts=Facts(),
         config=Config(),
         notifier=RecordingNotifier(),  # type: ignore[arg-type]
     )

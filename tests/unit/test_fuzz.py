@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from cockpit_agent.cli import main
 from cockpit_agent.config import ImdsConfig, load_config
 from cockpit_agent.errors import AgentError
-from cockpit_agent.facts import disks, md, platform, rootfs
+from cockpit_agent.facts import disks, md, platform
 from cockpit_agent.facts.imds import (
     IDENTITY_PATH,
     MACS_PATH,
@@ -36,9 +36,10 @@ from cockpit_agent.facts.imds import (
     TOKEN_PATH,
     ImdsClient,
 )
+from cockpit_agent.host import block, mounts
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.state import read_state
-from cockpit_agent.steps import rootfs_measure, storage_apply
+from cockpit_agent.steps.rootfs import observed as rootfs_measure
 from cockpit_agent.steps.storage_observed import level_number
 from tests.fakes import FakeRunner
 
@@ -227,7 +228,7 @@ EXPORT_LINES = st.lists(
 
 @given(text=EXPORT_LINES)
 def test_key_value_exports_always_parse(text: str) -> None:
-    for parse in (disks._parse_export, md.parse_export):
+    for parse in (block.parse_export, md.parse_export):
         pairs = parse(text)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items())
     uuid = md.normalize_uuid(md.parse_export(text).get("MD_UUID", ""))
@@ -373,11 +374,11 @@ def test_mount_tables_always_parse(workdir: Path, lines: list[str], swaps: list[
     (proc / "self").mkdir(parents=True, exist_ok=True)
     (proc / "self" / "mountinfo").write_text("\n".join(lines), errors="surrogateescape")
     (proc / "swaps").write_text("\n".join(["Filename Type", *swaps]), errors="surrogateescape")
-    assert all(isinstance(m.mountpoint, str) for m in disks._read_mounts(proc))
-    assert all(isinstance(s, str) for s in disks._read_swaps(proc))
-    assert all(isinstance(m.fstype, str) for m in rootfs._read_mountinfo(proc))
-    found = storage_apply.read_mount(proc, "/srv")
-    assert found is None or isinstance(found[0], str)
+    found = mounts.read_mountinfo(proc)
+    assert all(isinstance(m.mountpoint, str) and isinstance(m.fstype, str) for m in found)
+    assert all(isinstance(s, str) for s in mounts.read_swaps(proc))
+    at = mounts.mount_at("/srv", proc)
+    assert at is None or (isinstance(at.dev, str) and isinstance(at.source, str))
 
 
 FSTAB = st.lists(

@@ -1,4 +1,8 @@
-"""The steps, one module per resource the agent owns, in the order a run takes them."""
+"""The steps, one package per resource the agent owns, in the order a run takes them.
+
+Each package has the same modules (docs/architecture.md): observed.py, plan.py, actions.py,
+apply.py and step.py.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from cockpit_agent.engine import Step
 
 
 def all_steps() -> list[Step[Any, Any]]:
-    """Every step in run order. Each step issue registers its step here when it lands."""
+    """Every step in run order."""
     from cockpit_agent.steps.lni import LniStep  # noqa: PLC0415
-    from cockpit_agent.steps.rootfs import RootfsStep  # noqa: PLC0415
+    from cockpit_agent.steps.rootfs.step import RootfsStep  # noqa: PLC0415
     from cockpit_agent.steps.storage import StorageStep  # noqa: PLC0415
     from cockpit_agent.steps.virt import VirtStep  # noqa: PLC0415
 

@@ -109,7 +109,8 @@ def apply_manager(
     elif manager == "netplan":
         run(["netplan", "generate"])
         run(["netplan", "apply"], timeout=120)
-        if bridge_exists and ctx.facts.platform.network_manager == "networkd":
+        platform = ctx.facts.platform
+        if bridge_exists and platform is not None and platform.network_manager == "networkd":
             run(["networkctl", "reconfigure", bridge])
 
 

@@ -208,7 +208,7 @@ class VirtStep:
         pm = package_manager(
             platform.package_manager if platform else None,
             ctx.runner,
-            ctx.files.root,
+            ctx.files,
             ctx.config.virt.package_lock_wait_seconds,
         )
         if pm is None:
@@ -357,7 +357,7 @@ class VirtStep:
                 pm = package_manager(
                     platform.package_manager if platform else None,
                     ctx.runner,
-                    ctx.files.root,
+                    ctx.files,
                     ctx.config.virt.package_lock_wait_seconds,
                 )
                 if pm is None:

@@ -1,4 +1,5 @@
-"""Measuring the root chain's layers live, each with its own tool, in exact numbers.
+"""What the rootfs step observes: the root chain's layers measured live, each with its own
+tool, in exact numbers.
 
 Each tool grows its layer to the size of the device below, rounded its own way; the
 `_*_target` functions repeat that rounding so that a layer counts as "can grow" only when its

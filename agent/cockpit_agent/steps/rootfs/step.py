@@ -1,11 +1,9 @@
 """The rootfs step: grow the root partition, LVM and filesystem to fill the disk.
 
 The chain (filesystem -> LV -> PV -> partition -> disk) comes from facts (`facts.rootfs`);
-the step measures each layer live with that layer's own tool (rootfs_measure) and plans,
-bottom up, an action (rootfs_actions) for each layer that does not fill the one below it, and
-for every layer above an action: a grown partition makes room for the PV, the PV for the LV,
-the LV for the filesystem. Order: GrowPartition, ResizePhysicalVolume, ExtendLogicalVolume,
-GrowFilesystem.
+the step measures each layer live with that layer's own tool (observed.py) and plans (plan.py),
+bottom up, an action (actions.py, run by apply.py) for each layer that does not fill the one
+below it, and for every layer above it.
 
 "Does not fill" comes from exact numbers and each tool's own rounding, so a converged root
 plans nothing. cloud-init grows part of the root at boot on most images (its growpart the
@@ -19,22 +17,17 @@ and who grows what.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.facts.rootfs import RootChain
 from cockpit_agent.facts.rootfs_cloud_init import CloudInitGrowth, read_cloud_init_growth
-from cockpit_agent.facts.sysfs import processes_named
-from cockpit_agent.steps.rootfs_actions import (
-    ExtendLogicalVolume,
-    GrowFilesystem,
-    GrowPartition,
-    ResizePhysicalVolume,
-    RootAction,
-    apply_action,
-)
-from cockpit_agent.steps.rootfs_measure import Hold, RootObserved, measure_chain
+from cockpit_agent.host.procs import ProcessLister, processes_named
+from cockpit_agent.steps.rootfs.actions import RootAction
+from cockpit_agent.steps.rootfs.apply import apply_action
+from cockpit_agent.steps.rootfs.observed import Hold, RootObserved, measure_chain
+from cockpit_agent.steps.rootfs.plan import plan_rootfs
 
 GROWROOT_DISABLED = "/etc/growroot-disabled"
 RESIZERS = ("resize2fs", "xfs_growfs")  # what cloud-init's resizefs runs for ext2/3/4 and XFS
@@ -44,11 +37,15 @@ MIB = 1024**2
 # --- the step -------------------------------------------------------------------------------
 
 
+@dataclass
 class RootfsStep:
-    """Grow the root partition, LVM and filesystem to fill the disk."""
+    """Grow the root partition, LVM and filesystem to fill the disk.
 
-    name = "rootfs"
+    `processes` lists the running processes of some names (tests pass a fake)."""
+
+    name: str = "rootfs"
     depends_on: tuple[str, ...] = ()
+    processes: ProcessLister = processes_named
 
     def enabled(self, config: Config) -> bool:
         """rootfs.enabled."""
@@ -57,41 +54,24 @@ class RootfsStep:
     def observe(self, ctx: Ctx) -> RootObserved:
         """The chain from facts, what cloud-init grows of it, then each layer measured live
         (unless something holds)."""
-        chain: RootChain | None = getattr(ctx.facts, "rootfs", None)
+        chain = ctx.facts.rootfs
         if chain is None:
             return RootObserved(chain=None)
         hold = _hold(chain, ctx)
         if hold is not None:
             return RootObserved(chain=chain, hold=hold)
         cloud = read_cloud_init_growth(ctx.files, chain)
-        busy = _waiting(cloud, ctx)
+        busy = _waiting(cloud, self.processes)
         if busy is not None:
             return RootObserved(chain=chain, hold=busy, cloud=cloud)
         return replace(measure_chain(chain, ctx.runner), cloud=cloud)
 
     def plan(self, observed: RootObserved, ctx: Ctx) -> list[RootAction]:
-        """Bottom up: each layer that does not fill the one below, and every layer above it."""
-        chain = observed.chain
-        if chain is None or observed.hold is not None or chain.device is None:
-            return []
-        actions: list[RootAction] = []
-        if chain.partition and observed.partition and observed.partition.can_grow:
-            part = chain.partition
-            actions.append(GrowPartition(part.disk.path, part.number, part.device.path))
-        if chain.lv and observed.pv and observed.lv:
-            if actions or observed.pv.missing_extents:
-                actions.append(ResizePhysicalVolume(chain.lv.pv.path))
-            percent = ctx.config.rootfs.leave_free_percent
-            if actions or observed.lv.extendable(percent):
-                actions.append(ExtendLogicalVolume(chain.lv.device.path, percent))
-        if actions or (observed.fs and observed.fs.can_grow):
-            devid = observed.fs.btrfs_devid if observed.fs else 1
-            device, mountpoint = chain.device.path, chain.mountpoint
-            actions.append(GrowFilesystem(chain.fstype, device, mountpoint, devid))
-        return actions
+        """See plan.py."""
+        return plan_rootfs(observed, ctx.config.rootfs.leave_free_percent)
 
     def apply(self, action: RootAction, ctx: Ctx) -> None:
-        """Run the action's tool; tell the kernel and udev where a partition changed."""
+        """See apply.py."""
         apply_action(action, ctx)
 
     def verify(self, ctx: Ctx, observed: RootObserved | None = None) -> list[Finding]:
@@ -137,23 +117,18 @@ def _hold(chain: RootChain, ctx: Ctx) -> Hold | None:
     return None
 
 
-def _waiting(cloud: CloudInitGrowth, ctx: Ctx) -> Hold | None:
+def _waiting(cloud: CloudInitGrowth, processes: ProcessLister) -> Hold | None:
     """Whether cloud-init has yet to grow its part in this boot: a stage that runs growpart
     or resizefs has not finished, or resizefs' forked resize (resize_rootfs: noblock) still
     runs. The agent touches nothing before, so two tools never grow one layer at once."""
     if cloud.pending:
         why = f"{cloud.detail}, which has not finished in this boot ({', '.join(cloud.pending)})"
-    elif cloud.background_resize and (resizing := _resizing(ctx)):
+    elif cloud.background_resize and (resizing := "; ".join(processes(RESIZERS))):
         why = f"its resizefs still grows the filesystem in the background ({resizing})"
     else:
         return None
     reason = f"waiting for cloud-init: {why}; the agent grows the root after it"
     return Hold("rootfs-waiting-for-cloud-init", reason, "warning")
-
-
-def _resizing(ctx: Ctx) -> str:
-    """The filesystem grow tools running now, as `pid command line`; "" when none."""
-    return "; ".join(processes_named(ctx.files.path("/proc"), RESIZERS))
 
 
 def _growers(cloud: CloudInitGrowth) -> str:
@@ -234,8 +209,7 @@ def _not_last(chain: RootChain) -> str:
 
 
 def _no_chain(ctx: Ctx) -> str:
-    errors = getattr(ctx.facts, "errors", {}) or {}
-    why = errors.get("rootfs", "nothing is mounted on /")
+    why = ctx.facts.errors.get("rootfs", "nothing is mounted on /")
     return f"cannot find the root filesystem: {why}"
 
 
