@@ -40,7 +40,7 @@ from cockpit_agent.host import block, mounts
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.state import read_state
 from cockpit_agent.steps.rootfs import observed as rootfs_measure
-from cockpit_agent.steps.storage_observed import level_number
+from cockpit_agent.steps.storage.observed import level_number
 from tests.fakes import FakeRunner
 
 

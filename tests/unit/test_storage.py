@@ -19,11 +19,11 @@ from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.md import MdArray, parse_export, read_arrays
 from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host.files import Files
+from cockpit_agent.host.sysfs import HostPaths
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
 from cockpit_agent.render.mdadm import ArraySpec
-from cockpit_agent.steps.storage import StorageStep, mdadm_conf_path
-from cockpit_agent.steps.storage_actions import (
+from cockpit_agent.steps.storage.actions import (
     AddMember,
     AssembleArray,
     CreateArray,
@@ -41,9 +41,9 @@ from cockpit_agent.steps.storage_actions import (
     WriteMdadmConf,
     WriteStripeCacheRule,
 )
-from cockpit_agent.steps.storage_apply import HostPaths
-from cockpit_agent.steps.storage_observed import StorageObserved
-from cockpit_agent.steps.storage_plan import RULE_PATH, StoragePlanError
+from cockpit_agent.steps.storage.observed import StorageObserved, mdadm_conf_path
+from cockpit_agent.steps.storage.plan import RULE_PATH, StoragePlanError
+from cockpit_agent.steps.storage.step import StorageStep
 from tests.fakes import FakeRunner
 
 STORAGE = Path(__file__).resolve().parent.parent / "fixtures" / "storage"

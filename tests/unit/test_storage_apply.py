@@ -17,9 +17,10 @@ from cockpit_agent.config import EC2_INSTANCE_STORE_MODEL
 from cockpit_agent.engine import Engine
 from cockpit_agent.errors import AgentError, CommandFailed, UnsafeDevice
 from cockpit_agent.host.run import Result
+from cockpit_agent.host.sysfs import HostPaths
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
-from cockpit_agent.steps.storage_actions import (
+from cockpit_agent.steps.storage.actions import (
     AddMember,
     AssembleArray,
     CreateArray,
@@ -34,7 +35,6 @@ from cockpit_agent.steps.storage_actions import (
     WriteFstabEntry,
     WriteMdadmConf,
 )
-from cockpit_agent.steps.storage_apply import HostPaths
 from tests.fakes import FakeRunner
 from tests.unit.test_storage import (
     CONF,

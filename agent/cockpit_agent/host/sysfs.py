@@ -26,6 +26,10 @@ class HostPaths:
         """Where `device` (a /dev path) is under this host's /dev."""
         return self.dev / Path(device).relative_to("/dev")
 
+    def has_node(self, device: str) -> bool:
+        """Whether `device` (a /dev path, a udev link perhaps) exists."""
+        return self.node(device).exists()
+
     def kernel_name(self, device: str) -> str:
         """/dev/md/<name> -> md127, following udev's symlink (which must exist: a missing
         one would be taken for a kernel name that is not there); /dev/mdN -> mdN."""

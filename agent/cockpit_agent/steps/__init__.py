@@ -15,7 +15,7 @@ def all_steps() -> list[Step[Any, Any]]:
     """Every step in run order."""
     from cockpit_agent.steps.lni import LniStep  # noqa: PLC0415
     from cockpit_agent.steps.rootfs.step import RootfsStep  # noqa: PLC0415
-    from cockpit_agent.steps.storage import StorageStep  # noqa: PLC0415
+    from cockpit_agent.steps.storage.step import StorageStep  # noqa: PLC0415
     from cockpit_agent.steps.virt import VirtStep  # noqa: PLC0415
 
     return [RootfsStep(), StorageStep(), VirtStep(), LniStep()]

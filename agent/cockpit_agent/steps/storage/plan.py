@@ -1,6 +1,6 @@
 """The storage step's decisions, as pure functions of what was observed and the configuration.
 
-Nothing here touches the host: `observe` (storage.py) reads it into a `StorageObserved`,
+Nothing here touches the host: `observe` (observed.py) reads it into a `StorageObserved`,
 and `plan_storage` turns that into actions. Only eligible drives are ever put into an
 action that writes to a drive.
 """
@@ -17,7 +17,7 @@ from cockpit_agent.facts.md import MdArray, normalize_uuid, superblock_of
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
 from cockpit_agent.render.mdadm import ArraySpec
-from cockpit_agent.steps.storage_actions import (
+from cockpit_agent.steps.storage.actions import (
     AddMember,
     AssembleArray,
     CreateArray,
@@ -36,7 +36,9 @@ from cockpit_agent.steps.storage_actions import (
     WriteStripeCacheRule,
     level_name,
 )
-from cockpit_agent.steps.storage_observed import (
+from cockpit_agent.steps.storage.observed import (
+    FSTAB,
+    RULE_PATH,
     FsProbe,
     Layout,
     StorageObserved,
@@ -45,8 +47,6 @@ from cockpit_agent.steps.storage_observed import (
     level_number,
 )
 
-FSTAB = "/etc/fstab"
-RULE_PATH = "/etc/udev/rules.d/69-cockpit-agent-md-stripe-cache.rules"
 PARITY = (4, 5, 6)
 # What libvirt's packages give /var/lib/libvirt/images on Debian and RHEL alike: root:root
 # 0711, so qemu (another user) can reach image files without listing the directory.

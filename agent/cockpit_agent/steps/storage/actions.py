@@ -1,7 +1,7 @@
 """The storage step's actions: frozen values with an imperative name and a one-line describe().
 
 Each action that runs a command builds its argv here, so that a plan, a dry run and the
-unit tests all see exactly what would run. Applying them lives in storage_apply.py.
+unit tests all see exactly what would run. Applying them lives in apply.py.
 """
 
 from __future__ import annotations

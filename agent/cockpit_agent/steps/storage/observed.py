@@ -1,17 +1,32 @@
-"""What the storage step observed, how it recognises its own array, and its summary line.
+"""What the storage step observes, how it reads it, and how it recognises its own array.
 
-Pure values and functions: observe (storage.py) fills a `StorageObserved`, the plan
-(storage_plan.py) and the summary read it.
+`observe` reads facts (disks, arrays), the files the step owns lines in (mdadm.conf, fstab,
+the udev rule), the mount table and blkid's probe of our array into a `StorageObserved`; the
+plan (plan.py) and the step's summary and verify (step.py) read it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from typing import Any
 
 from cockpit_agent.config import StorageConfig
+from cockpit_agent.engine import Ctx
 from cockpit_agent.facts.disks import Disk
-from cockpit_agent.facts.md import MdArray, Superblock, superblock_of
-from cockpit_agent.steps.storage_actions import level_name
+from cockpit_agent.facts.md import MdArray, Superblock, normalize_uuid, superblock_of
+from cockpit_agent.facts.platform import Platform
+from cockpit_agent.host import block, mounts, systemd
+from cockpit_agent.host.files import Files
+from cockpit_agent.host.run import Runner
+from cockpit_agent.host.sysfs import HostPaths
+from cockpit_agent.render import fstab, mdadm
+
+FSTAB = "/etc/fstab"
+RULE_PATH = "/etc/udev/rules.d/69-cockpit-agent-md-stripe-cache.rules"
+DEBIAN_MDADM_CONF = "/etc/mdadm/mdadm.conf"
+RHEL_MDADM_CONF = "/etc/mdadm.conf"
+MDADM_CONF = {"debian": DEBIAN_MDADM_CONF, "rhel": RHEL_MDADM_CONF, "amazon": RHEL_MDADM_CONF}
 
 # The drives each level needs at the least (RAID10 "near 2" works on two).
 LEVEL_MIN = {0: 2, 1: 2, 4: 3, 5: 3, 6: 4, 10: 2}
@@ -112,9 +127,9 @@ class StorageObserved:
     def _dormant_uuid(self) -> str | None:
         """The UUID of our array among unassembled superblocks: known UUID, else our name."""
         blocks = [b for b in (superblock_of(d) for d in self.disks) if b is not None]
-        for block in blocks:
-            if block.uuid in self.known.array_uuids:
-                return block.uuid
+        for found in blocks:
+            if found.uuid in self.known.array_uuids:
+                return found.uuid
         named = [b for b in blocks if is_our_name(b.name, self.array_name)]
         return named[0].uuid if named else None
 
@@ -174,49 +189,103 @@ def excluded(obs: StorageObserved) -> list[str]:
     ]
 
 
-def summarize(obs: StorageObserved) -> str:
-    """One line: what is there, or what would be built, and every drive left out and why."""
-    cfg = obs.config
-    parts = [_what(obs, cfg)]
-    lost = obs.lost + ([obs.lost_filesystem] if obs.lost_filesystem else [])
-    if lost:
-        parts.append(f"lost (drives blank): {', '.join(lost)}")
-    left_out = excluded(obs)
-    if left_out:
-        parts.append(f"excluded: {'; '.join(left_out)}")
-    return "; ".join(parts)
+# --- reading the host -----------------------------------------------------------------------
 
 
-def _what(obs: StorageObserved, cfg: StorageConfig) -> str:
-    ours, mounted = obs.ours, obs.mount.dev is not None
-    where = f"mounted at {cfg.mount_point}" if mounted else "not mounted"
-    if ours is not None:
-        health = ours.state + (f", {ours.missing} member(s) missing" if ours.missing else "")
-        sync = f", {ours.sync_action} {ours.progress}" if ours.progress else ""
-        level = level_number(ours.level)
-        return (
-            f"{level_name(level) if level is not None else ours.level or 'array'} "
-            f"{ours.name} on {ours.path} ({len(ours.members)}/{ours.raid_disks} members, "
-            f"{health}{sync}), {where}"
-        )
-    if obs.dormant:
-        return f"array {cfg.array_name} on {', '.join(d.name for d in obs.dormant)} not running"
-    if obs.plain is not None:
-        return f"plain drive {obs.plain.name} ({obs.plain.probe.get('TYPE', '?')}), {where}"
-    return _would_build(obs, cfg)
-
-
-def _would_build(obs: StorageObserved, cfg: StorageConfig) -> str:
-    eligible = obs.eligible
-    names = ", ".join(d.name for d in eligible)
-    layout = choose_layout(eligible, cfg)
-    if layout is not None:
-        how = " (fallback)" if layout.fallback else ""
-        return f"{len(eligible)} eligible drive(s) ({names}): new {level_name(layout.level)}{how}"
-    if not eligible:
-        return "no eligible drive: nothing to build"
-    need = max(cfg.min_devices, LEVEL_MIN[cfg.level])
-    return (
-        f"skipped: {len(eligible)} eligible drive(s) ({names}), RAID{cfg.level} needs {need} "
-        "and storage.fallback = none"
+def observe(ctx: Ctx, host: HostPaths, boot_mount_wait: float) -> StorageObserved:
+    """Facts (disks, arrays), our lines in mdadm.conf and fstab, the rule, the mount, and
+    what blkid finds on our array or plain drive."""
+    cfg: StorageConfig = ctx.config.storage
+    conf_path = mdadm_conf_path(ctx.facts.platform, ctx.files)
+    conf = ctx.files.read(conf_path) or ""
+    fstab_text = ctx.files.read(FSTAB) or ""
+    known = known_resources(ctx.step_data.get("storage", {}), conf, fstab_text)
+    if known.fs_uuid:
+        await_boot_mount(ctx, host, cfg.mount_point, known.fs_uuid, boot_mount_wait)
+    observed = StorageObserved(
+        disks=tuple(ctx.facts.disks),
+        arrays=tuple(ctx.facts.arrays),
+        known=known,
+        filesystem=None,
+        mdadm_conf_path=conf_path,
+        mdadm_conf=conf,
+        fstab=fstab_text,
+        rule=ctx.files.read(RULE_PATH),
+        mount=mount_state(host, ctx.files, cfg.mount_point),
+        config=cfg,
     )
+    device = _probe_target(observed)
+    if device is None:
+        return observed
+    return replace(observed, filesystem=probe_filesystem(ctx.runner, device))
+
+
+def mdadm_conf_path(platform: Platform | None, files: Files) -> str:
+    """The mdadm.conf this distribution's mdadm reads: by OS family, else the one that exists."""
+    family = platform.os_family if platform else "unknown"
+    if family in MDADM_CONF:
+        return MDADM_CONF[family]
+    for path in (DEBIAN_MDADM_CONF, RHEL_MDADM_CONF):
+        if files.exists(path):
+            return path
+    return DEBIAN_MDADM_CONF if files.exists("/etc/mdadm") else RHEL_MDADM_CONF
+
+
+def known_resources(step_data: dict[str, Any], conf: str, fstab_text: str) -> Known:
+    """What we created before, from the state file and from the lines we own."""
+    uuids = [step_data.get("array_uuid") or ""]
+    uuids += [mdadm.line_uuid(line) or "" for line in mdadm.owned_lines(conf)]
+    normal = [u for u in (normalize_uuid(u) for u in uuids) if u]
+    specs = [s for s in (fstab.parse_line(x) for x in fstab.owned_lines(fstab_text)) if s]
+    fs_uuid = specs[0].fs_uuid if specs else step_data.get("fs_uuid")
+    fstype = specs[0].fstype if specs else step_data.get("fstype")
+    return Known(tuple(dict.fromkeys(normal)), fs_uuid, fstype)
+
+
+def probe_filesystem(runner: Runner, device: str) -> FsProbe:
+    """What `blkid -p` finds on `device` (read-only); blank when it finds nothing."""
+    found = block.blkid(runner, device).fields
+    return FsProbe(found.get("TYPE", ""), found.get("UUID", ""), found.get("USAGE", ""))
+
+
+def await_boot_mount(
+    ctx: Ctx, host: HostPaths, mount_point: str, fs_uuid: str, wait: float
+) -> None:
+    """Let systemd finish mounting our filesystem from fstab before observing the mount.
+
+    `nofail` mounts are not ordered before local-fs.target, so at boot the agent can start
+    while systemd's own mount job is still queued. Waits (at most `wait` seconds) only while
+    the filesystem's device exists, it is not mounted yet, and systemd has a job for it.
+    """
+    if mounts.mount_at(mount_point, host.proc) is not None:
+        return
+    if not systemd.running(ctx.files) or not host.has_node(f"/dev/disk/by-uuid/{fs_uuid}"):
+        return
+    unit = systemd.mount_unit(ctx.runner, mount_point)
+    deadline = time.monotonic() + wait
+    while mounts.mount_at(mount_point, host.proc) is None and time.monotonic() < deadline:
+        if unit not in systemd.queued_jobs(ctx.runner):
+            return
+        time.sleep(0.5)
+
+
+def mount_state(host: HostPaths, files: Files, mount_point: str) -> MountState:
+    """What is mounted at the mount point, its owner and mode, and what lies under it."""
+    mounted = mounts.mount_at(mount_point, host.proc)
+    entries: tuple[str, ...] = ()
+    if mounted is None and files.is_dir(mount_point):
+        entries = tuple(files.listdir(mount_point))
+    return MountState(
+        dev=mounted.dev if mounted else None,
+        source=mounted.source if mounted else "",
+        owner=files.owner(mount_point),
+        entries=entries,
+    )
+
+
+def _probe_target(obs: StorageObserved) -> str | None:
+    """The device whose filesystem matters: our running array, else our plain drive."""
+    ours = obs.ours
+    if ours is not None:
+        return ours.path if ours.active else None
+    return obs.plain.path if obs.plain else None
