@@ -15,7 +15,15 @@ from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.packages import LockWaiter
 from cockpit_agent.render.cockpit import merge_ini, socket_dropin, with_users
-from cockpit_agent.steps.virt import (
+from cockpit_agent.steps.virt.actions import (
+    EnableUnit,
+    InstallPackages,
+    OpenFirewall,
+    ReloadBus,
+    RestartUnit,
+    WriteFile,
+)
+from cockpit_agent.steps.virt.observed import (
     COCKPIT_CONF,
     DISALLOWED_USERS,
     LIBVIRT_DBUS,
@@ -24,14 +32,8 @@ from cockpit_agent.steps.virt import (
     MACHINES_MANIFEST,
     SOCKET_DROPIN,
     UNITS,
-    EnableUnit,
-    InstallPackages,
-    OpenFirewall,
-    ReloadBus,
-    RestartUnit,
-    VirtStep,
-    WriteFile,
 )
+from cockpit_agent.steps.virt.step import VirtStep
 from tests.fakes import FakeRunner
 
 SHOW = ("systemctl", "show", "-p", "Id,LoadState,UnitFileState,ActiveState")

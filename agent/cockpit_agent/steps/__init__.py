@@ -16,6 +16,6 @@ def all_steps() -> list[Step[Any, Any]]:
     from cockpit_agent.steps.lni import LniStep  # noqa: PLC0415
     from cockpit_agent.steps.rootfs.step import RootfsStep  # noqa: PLC0415
     from cockpit_agent.steps.storage.step import StorageStep  # noqa: PLC0415
-    from cockpit_agent.steps.virt import VirtStep  # noqa: PLC0415
+    from cockpit_agent.steps.virt.step import VirtStep  # noqa: PLC0415
 
     return [RootfsStep(), StorageStep(), VirtStep(), LniStep()]
