@@ -61,6 +61,10 @@ class Ctx:
     # Saves the state file (step_data included) now, not only at the end of the run: a step
     # calls it after recording what it is about to create, so a kill cannot lose the record.
     checkpoint: Callable[[], None] = lambda: None
+    # What one action of a step hands to a later action of the same step in this run (the
+    # LNI step's rollback snapshot): emptied before each step, never saved. Steps themselves
+    # keep nothing between calls.
+    scratch: dict[str, object] = field(default_factory=dict)
 
 
 ObsT = TypeVar("ObsT")
@@ -176,6 +180,7 @@ class Engine:
 
     def _converge(self, step: Step[Any, Any], ctx: Ctx, record: StepRecord, dry_run: bool) -> None:
         log = ctx.log.bind(step=step.name)
+        ctx.scratch.clear()
         phase = "observe"
         try:
             ctx.notifier.status(f"{step.name}: observing")

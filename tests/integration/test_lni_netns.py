@@ -31,7 +31,7 @@ from cockpit_agent.facts.links import read_links
 from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import SubprocessRunner
-from cockpit_agent.steps.lni import LniStep
+from cockpit_agent.steps.lni.step import LniStep
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def _ctx(lan: Lan, tmp_path: Path, timeout: float) -> Ctx:
 
 
 def _step(lan: Lan) -> LniStep:
-    return LniStep(netns=lan.host, which=lambda _program: None)  # no libvirt here
+    return LniStep(netns=lan.host)
 
 
 def test_bridge_takes_the_lni_and_its_address_then_converges(lan: Lan, tmp_path: Path) -> None:
@@ -92,11 +92,17 @@ def test_bridge_takes_the_lni_and_its_address_then_converges(lan: Lan, tmp_path:
     step = _step(lan)
     ctx = _ctx(lan, tmp_path, timeout=20)
     planned = [type(a).__name__ for a in step.plan(step.observe(ctx), ctx)]
-    assert planned == ["CreateBridge", "EnslaveLink", "StartDhcpClient", "AwaitBridgeAddress"]
+    assert planned == [
+        "SnapshotNetwork",
+        "CreateBridge",
+        "EnslaveLink",
+        "StartDhcpClient",
+        "AwaitBridgeAddress",
+    ]
 
     record = Engine([step]).run(ctx).steps[0]
     assert record.status == "changed", (record.error, lan.dhcp_log())
-    assert len(record.actions) == 4
+    assert len(record.actions) == 5
 
     links = {link.name: link for link in read_links(netns=lan.host)}
     bridge, lni, mgmt = links["br-lni"], links["lni0"], links["mgmt0"]

@@ -121,7 +121,8 @@ def test_plan_prints_the_actions_then_each_steps_summary(lab: dict[str, str]) ->
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["0 action(s) planned", "steps:"]
     assert "  rootfs: skipped: disabled in the configuration" in lines
-    assert len(lines) == 2 + 4  # one line per step
+    assert "  libvirt_network: skipped: disabled in the configuration" in lines
+    assert len(lines) == 2 + 5  # one line per step
 
 
 def test_status_exit_codes(tmp_path: Path) -> None:

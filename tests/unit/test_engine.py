@@ -167,6 +167,36 @@ def test_only_and_disabled_steps_are_skipped(ctx: Ctx) -> None:
     assert a.world == set()
 
 
+def test_a_step_whose_dependency_only_skipped_is_planned_as_usual(ctx: Ctx) -> None:
+    # `reconcile --only libvirt_network`: virt and lni are not run, and not failed either.
+    a = WorldStep("a", ["x"], set())
+    b = WorldStep("b", ["y"], set(), depends_on=("a",))
+    run = Engine([a, b]).run(ctx, only=["b"])
+    status = {s.name: s.status for s in run.steps}
+    assert status == {"a": "skipped", "b": "changed"}
+    assert b.world == {"y"}
+
+
+def test_a_step_whose_dependency_is_disabled_is_planned_as_usual(ctx: Ctx) -> None:
+    a = WorldStep("a", ["x"], set(), on=False)
+    b = WorldStep("b", ["y"], set(), depends_on=("a",))
+    run = Engine([a, b]).run(ctx)
+    assert [s.status for s in run.steps] == ["skipped", "changed"]
+
+
+def test_scratch_is_emptied_before_each_step(ctx: Ctx) -> None:
+    seen: list[dict[str, object]] = []
+
+    @dataclass
+    class Handing(WorldStep):
+        def apply(self, action: Touch, ctx: Ctx) -> None:
+            seen.append(dict(ctx.scratch))
+            ctx.scratch[self.name] = action.name
+
+    Engine([Handing("a", ["x", "y"], set()), Handing("b", ["z"], set())]).run(ctx)
+    assert seen == [{}, {"a": "x"}, {}]
+
+
 def test_timings_are_recorded(ctx: Ctx) -> None:
     run = Engine([WorldStep("a", ["x"], set())]).run(ctx)
     assert run.finished_at is not None and run.finished_at >= run.started_at

@@ -54,6 +54,47 @@ def test_round_trip(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["schema_version"] == 1
 
 
+# A state file as the agent wrote it while the lni step kept the record of libvirt's `default`
+# network (before the libvirt_network step had a name of its own).
+LNI_KEPT_DEFAULT = {
+    "schema_version": 1,
+    "instance_id": "i-1",
+    "runs": [],
+    "step_data": {
+        "storage": {"array_uuid": "abc"},
+        "lni": {
+            "default_network": {
+                "stock": {"xml": "<network/>", "active": True, "autostart": True},
+                "created": "<network><name>default</name></network>",
+            }
+        },
+    },
+}
+
+
+def test_the_lni_steps_record_of_default_is_the_libvirt_network_steps(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(LNI_KEPT_DEFAULT))
+    state = read_state(path)
+    assert state is not None
+    record = LNI_KEPT_DEFAULT["step_data"]["lni"]["default_network"]  # type: ignore[index]
+    assert state.step_data == {
+        "storage": {"array_uuid": "abc"},
+        "libvirt_network": {"default_network": record},
+    }
+    save_state(path, state)
+    assert read_state(path) == state  # and saved under its new name
+
+
+def test_other_lni_data_stays_the_lni_steps() -> None:
+    data = {"lni": {"other": 1, "default_network": {"created": "x"}}}
+    state = State.model_validate({"step_data": data})
+    assert state.step_data == {
+        "lni": {"other": 1},
+        "libvirt_network": {"default_network": {"created": "x"}},
+    }
+
+
 def test_keeps_only_the_newest_runs() -> None:
     state = State(instance_id="i-1")
     for n in range(KEEP_RUNS + 3):

@@ -1,10 +1,13 @@
-"""Processes (psutil): which run by name, and a signal to one of them."""
+"""Processes (psutil): which run by name, a signal to one of them, and the sockets they
+listen on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
 import psutil
+
+from cockpit_agent.errors import AgentError
 
 ProcessLister = Callable[[Collection[str]], list[str]]  # names -> `pid command line` of each
 
@@ -30,3 +33,16 @@ def terminate_if(pid: int, wanted: Callable[[list[str]], bool]) -> bool:
     except psutil.Error:
         return False
     return True
+
+
+def listening_tcp(port: int) -> set[str]:
+    """The local addresses a process listens on at TCP `port`; AgentError when the sockets
+    cannot be listed."""
+    try:
+        return {
+            c.laddr.ip
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        }
+    except (psutil.Error, OSError) as exc:
+        raise AgentError(f"cannot list listening sockets: {exc}") from exc

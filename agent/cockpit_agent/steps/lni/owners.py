@@ -7,7 +7,6 @@ autoconnect-priority), and amazon-ec2-net-utils' per-interface units are masked 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from cockpit_agent.host.files import Files
@@ -50,17 +49,15 @@ def ec2_net_utils_units(port: str) -> tuple[str, ...]:
 
 
 def _masked(files: Files, unit: str) -> bool:
-    path = files.path(f"/etc/systemd/system/{unit}")
-    return path.is_symlink() and os.readlink(path) == "/dev/null"
+    return files.link_target(f"/etc/systemd/system/{unit}") == "/dev/null"
 
 
 def _cloud_init_network(files: Files) -> bool:
     if any(files.exists(p) for p in CLOUD_INIT_NETWORK):
         return True
-    nm = files.path("/etc/NetworkManager/system-connections")
-    run = files.path("/run/systemd/network")
-    return (nm.is_dir() and any(nm.glob("cloud-init-*"))) or (
-        run.is_dir() and any(run.glob("10-netplan-*"))
+    return bool(
+        files.glob("/etc/NetworkManager/system-connections", "cloud-init-*")
+        or files.glob("/run/systemd/network", "10-netplan-*")
     )
 
 

@@ -1,4 +1,11 @@
-"""libvirt's `default` network on the LNI bridge (lni.default_vm_network), and back again.
+"""The libvirt_network step's plan: pure, from what was observed to the actions.
+
+The `lni` network (lni.libvirt_network) on the bridge: defined, autostarted, started. A
+network whose definition differs is destroyed (if active), undefined and defined again:
+`net-define` on an existing name with another UUID fails, and a changed definition of an
+active network only takes effect after a restart anyway.
+
+libvirt's `default` network on the LNI bridge (lni.default_vm_network), and back again:
 
 virt-install, and so Cockpit's "Create VM" (which runs it without --network), gives a new VM
 `<interface type='network'><source network='default'/>` unless the host's lowest-metric
@@ -17,92 +24,84 @@ change waits for a run when the VMs are stopped, and the summary names them.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, replace
 from typing import Any
 
-from cockpit_agent.engine import Ctx
-from cockpit_agent.render.libvirt_network import network_xml_matches, xml_covers
-from cockpit_agent.steps.lni_libvirt import (
+from cockpit_agent.config import LniConfig
+from cockpit_agent.render.libvirt_network import (
+    LibvirtNetworkSpec,
+    network_xml_matches,
+    render_libvirt_network,
+    xml_covers,
+)
+from cockpit_agent.steps.libvirt_network.actions import (
+    AutostartLibvirtNetwork,
+    DefineLibvirtNetwork,
+    LibvirtNetworkAction,
+    MoveLibvirtNetwork,
+    RemoveLibvirtNetwork,
+    StartLibvirtNetwork,
+)
+from cockpit_agent.steps.libvirt_network.observed import (
     DEFAULT_NETWORK,
-    LibvirtAction,
+    STOCK_RENAMED,
     LibvirtObserved,
     NetworkState,
-    converge_network,
-    define_network,
-    observe_domains,
-    record,
-    remove_network,
-    virsh,
 )
 
-STOCK_RENAMED = "default-nat"
-STOCK_TEMPLATE = "/usr/share/libvirt/networks/default.xml"
-# libvirt's template (src/network/default.xml.in) as Debian 12's libvirt-daemon-config-network
-# 9.0.0 and RHEL's libvirt-daemon-config-network ship it at STOCK_TEMPLATE; used when the host
-# has no such file.
-LIBVIRT_STOCK_XML = """<network>
-  <name>default</name>
-  <bridge name='virbr0'/>
-  <forward/>
-  <ip address='192.168.122.1' netmask='255.255.255.0'>
-    <dhcp>
-      <range start='192.168.122.2' end='192.168.122.254'/>
-    </dhcp>
-  </ip>
-</network>
-"""
 
-
-@dataclass(frozen=True)
-class MoveLibvirtNetwork:
-    """Give a network another name. libvirt has no rename: `old` is stopped and undefined,
-    then the same definition (UUID, MAC and all) is defined as `new`, autostarted and started
-    as `old` was. `present` false: `old` is gone already (a run killed half-way through this
-    action), so `xml` comes from the step's record."""
-
-    old: str
-    new: str
-    xml: str
-    active: bool
-    autostart: bool
-    present: bool = True
-    consequence: str = ""
-
-    def describe(self) -> str:
-        if self.present:
-            text = f"rename libvirt network {self.old} to {self.new}"
-        else:
-            text = f"define libvirt network {self.new} from the stock definition in the state file"
-        return f"{text} ({self.consequence})" if self.consequence else text
-
-
-@dataclass(frozen=True)
-class RemoveLibvirtNetwork:
-    """Stop (if active) and undefine the agent's own network."""
-
-    name: str
-    active: bool
-    consequence: str = ""
-
-    def describe(self) -> str:
-        text = f"undefine the agent's libvirt network {self.name}"
-        return f"{text} ({self.consequence})" if self.consequence else text
-
-
-DefaultAction = MoveLibvirtNetwork | RemoveLibvirtNetwork
-
-
-def observe_default(ctx: Ctx, seen: LibvirtObserved) -> LibvirtObserved:
-    """Add what deciding on `default` needs: the VMs (when `default` or `default-nat` is
-    defined), the host's stock template and a copy of the step's record."""
-    in_play = any(seen.networks.get(n) for n in (DEFAULT_NETWORK, STOCK_RENAMED))
-    lni_data = ctx.step_data.get("lni", {})
-    return replace(
-        seen,
-        domains=observe_domains(ctx) if in_play else (),
-        stock_xml=ctx.files.read(STOCK_TEMPLATE) or LIBVIRT_STOCK_XML,
-        record=dict(lni_data.get("default_network", {})),
+def plan_libvirt_network(observed: LibvirtObserved) -> list[LibvirtNetworkAction]:
+    """The `lni` network's actions, then `default`'s; nothing while libvirt is not there."""
+    if observed.unavailable is not None:
+        return []
+    config = observed.config
+    spec = LibvirtNetworkSpec(
+        config.libvirt_network, config.bridge, config.mode, config.route_subnet
     )
+    actions = converge_network(
+        spec.name, render_libvirt_network(spec), observed.networks[spec.name]
+    )
+    return actions + plan_default(observed)[0]
+
+
+def default_vm_network(config: LniConfig) -> bool:
+    """Whether `default` goes on the bridge: with default_vm_network, in bridge mode only (in
+    route mode it would put VMs on the LAN with their own MACs, which route mode avoids)."""
+    return config.default_vm_network and config.mode == "bridge"
+
+
+def plan_default(observed: LibvirtObserved) -> tuple[list[LibvirtNetworkAction], str]:
+    """The actions that put `default` on the bridge (on) or give it back to libvirt's stock
+    network (off), and one line on what new VMs get."""
+    config = observed.config
+    if default_vm_network(config):
+        want = render_libvirt_network(LibvirtNetworkSpec(DEFAULT_NETWORK, config.bridge))
+        actions, note = _plan_on(want, observed)
+    else:
+        actions, note = _plan_off(observed)
+    if config.default_vm_network and config.mode == "route":
+        route = "route mode: new VMs get libvirt's default, not the LNI"
+        note = "; ".join(n for n in (route, note) if n)
+    return actions, note
+
+
+def converge_network(name: str, xml: str, state: NetworkState | None) -> list[LibvirtNetworkAction]:
+    """Define, autostart and start the network `xml` describes, as far as it is not so."""
+    if state is None:
+        return [
+            DefineLibvirtNetwork(name, xml),
+            AutostartLibvirtNetwork(name),
+            StartLibvirtNetwork(name),
+        ]
+    actions: list[LibvirtNetworkAction] = []
+    active, autostart = state.active, state.autostart
+    if not network_xml_matches(xml, state.xml):
+        actions.append(DefineLibvirtNetwork(name, xml, replace=True, active=state.active))
+        active, autostart = False, False
+    if not autostart:
+        actions.append(AutostartLibvirtNetwork(name))
+    if not active:
+        actions.append(StartLibvirtNetwork(name))
+    return actions
 
 
 def is_stock(state: NetworkState, template: str) -> bool:
@@ -126,19 +125,11 @@ def _consequence(vms: list[str], network: str, then: str) -> str:
     return f"VMs that name {network}, {', '.join(vms)}: {then}" if vms else ""
 
 
-def plan_default(
-    on: bool, want: str, seen: LibvirtObserved
-) -> tuple[list[LibvirtAction | DefaultAction], str]:
-    """The actions that put `default` on the bridge (on) or give it back to libvirt's stock
-    network (off), and one line on what new VMs get."""
-    return _plan_on(want, seen) if on else _plan_off(seen)
-
-
-def _plan_on(want: str, seen: LibvirtObserved) -> tuple[list[LibvirtAction | DefaultAction], str]:
+def _plan_on(want: str, seen: LibvirtObserved) -> tuple[list[LibvirtNetworkAction], str]:
     default = seen.networks.get(DEFAULT_NETWORK)
     renamed = seen.networks.get(STOCK_RENAMED)
     stock = seen.record.get("stock")
-    actions: list[LibvirtAction | DefaultAction] = []
+    actions: list[LibvirtNetworkAction] = []
     nat = "new VMs get libvirt's NAT network default, not the LNI"
     if default is not None and is_stock(default, seen.stock_xml):
         if renamed is not None:
@@ -183,7 +174,7 @@ def _plan_on(want: str, seen: LibvirtObserved) -> tuple[list[LibvirtAction | Def
     )
 
 
-def _plan_off(seen: LibvirtObserved) -> tuple[list[LibvirtAction | DefaultAction], str]:
+def _plan_off(seen: LibvirtObserved) -> tuple[list[LibvirtNetworkAction], str]:
     default = seen.networks.get(DEFAULT_NETWORK)
     renamed = seen.networks.get(STOCK_RENAMED)
     stock = seen.record.get("stock")
@@ -201,7 +192,7 @@ def _plan_off(seen: LibvirtObserved) -> tuple[list[LibvirtAction | DefaultAction
             f"libvirt's stock default is given back once no running VM uses the agent's "
             f"default or {STOCK_RENAMED} ({', '.join(busy)})"
         )
-    actions: list[LibvirtAction | DefaultAction] = []
+    actions: list[LibvirtNetworkAction] = []
     if default is not None:
         after = "libvirt's NAT network" if stock else "no network (the host had no default)"
         stopped = _users(seen, DEFAULT_NETWORK, running=False)
@@ -235,37 +226,3 @@ def _plan_off(seen: LibvirtObserved) -> tuple[list[LibvirtAction | DefaultAction
             consequence=_consequence(stopped, STOCK_RENAMED, then),
         )
     return [*actions, move], ""
-
-
-def renamed_xml(xml: str, name: str) -> str:
-    """The network definition `xml` under another name (UUID and all else unchanged)."""
-    root = ET.fromstring(xml)  # noqa: S314 - from the local libvirtd or the step's record
-    element = root.find("name")
-    if element is None:
-        element = ET.SubElement(root, "name")
-    element.text = name
-    return ET.tostring(root, encoding="unicode") + "\n"
-
-
-def apply_default(action: DefaultAction, ctx: Ctx) -> None:
-    """Carry out one action on `default` / `default-nat`, recording it first."""
-    kept = record(ctx)
-    if isinstance(action, RemoveLibvirtNetwork):
-        remove_network(ctx, action.name, action.active)
-        kept.pop("created", None)
-        ctx.checkpoint()
-        return
-    if action.new == STOCK_RENAMED and action.present:
-        kept["stock"] = {"xml": action.xml, "active": action.active, "autostart": action.autostart}
-        ctx.checkpoint()
-    if action.present:
-        remove_network(ctx, action.old, action.active)
-    define_network(ctx, action.new, renamed_xml(action.xml, action.new))
-    if action.autostart:
-        ctx.runner.run(virsh("net-autostart", action.new))
-    if action.active:
-        ctx.runner.run(virsh("net-start", action.new))
-    if action.new == DEFAULT_NETWORK:
-        # The stock network has its name back: nothing of the agent's is left to undo.
-        kept.clear()
-        ctx.checkpoint()

@@ -1,13 +1,15 @@
 """The LNI step's actions: frozen values with an imperative name and a one-line description.
 
 Network actions say which links and MACs they touch (`touches()`), so the step can refuse,
-before doing anything, an action that would touch the management interface.
+before doing anything, an action that would touch the management interface. They change the
+network together: `SnapshotNetwork` comes first and records what a rollback puts back, and a
+network action that fails rolls back every one before it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 from cockpit_agent.render.bridge import RenderedFile
 
@@ -22,22 +24,27 @@ MANAGER_LABEL: dict[Manager, str] = {
 
 
 @dataclass(frozen=True)
-class NetworkAction:
-    """Base of the actions that change the LNI's network state (rolled back together)."""
+class SnapshotNetwork:
+    """Record the files and links the network actions after it change (their content and
+    mode; the LNI's and the bridge's state), so that a failure puts them back."""
 
-    network: ClassVar[bool] = True
+    manager: Manager
+    bridge: str
+    port: str
+    files: tuple[str, ...]
 
     def touches(self) -> tuple[str, ...]:
-        """Link names and MACs this action changes."""
+        """Nothing: it only reads."""
         return ()
 
-    def describe(self) -> str:  # pragma: no cover - every subclass overrides it
-        """One line saying what applying this does."""
-        raise NotImplementedError
+    def describe(self) -> str:
+        """One line."""
+        files = f"{', '.join(self.files)} and " if self.files else ""
+        return f"snapshot {files}links {self.port} and {self.bridge} for rollback"
 
 
 @dataclass(frozen=True)
-class WriteNetworkFiles(NetworkAction):
+class WriteNetworkFiles:
     """Write the rendered bridge configuration for the host's network manager."""
 
     manager: Manager
@@ -54,7 +61,7 @@ class WriteNetworkFiles(NetworkAction):
 
 
 @dataclass(frozen=True)
-class ApplyNetworkConfig(NetworkAction):
+class ApplyNetworkConfig:
     """Have the network manager load the files and reconfigure the LNI and the bridge."""
 
     manager: Manager
@@ -69,7 +76,7 @@ class ApplyNetworkConfig(NetworkAction):
 
 
 @dataclass(frozen=True)
-class CreateBridge(NetworkAction):
+class CreateBridge:
     """Create the bridge carrying the LNI's MAC."""
 
     bridge: str
@@ -83,7 +90,7 @@ class CreateBridge(NetworkAction):
 
 
 @dataclass(frozen=True)
-class SetBridgeMac(NetworkAction):
+class SetBridgeMac:
     """Give an existing bridge the LNI's MAC."""
 
     bridge: str
@@ -97,7 +104,7 @@ class SetBridgeMac(NetworkAction):
 
 
 @dataclass(frozen=True)
-class EnslaveLink(NetworkAction):
+class EnslaveLink:
     """Make the LNI a port of the bridge (its IPv4 addresses leave it)."""
 
     port: str
@@ -112,7 +119,7 @@ class EnslaveLink(NetworkAction):
 
 
 @dataclass(frozen=True)
-class StartDhcpClient(NetworkAction):
+class StartDhcpClient:
     """Run a DHCP client on the bridge (hosts without a network manager)."""
 
     bridge: str
@@ -126,7 +133,7 @@ class StartDhcpClient(NetworkAction):
 
 
 @dataclass(frozen=True)
-class AddBridgeAddress(NetworkAction):
+class AddBridgeAddress:
     """Put the configured static address (and default route) on the bridge."""
 
     bridge: str
@@ -143,7 +150,7 @@ class AddBridgeAddress(NetworkAction):
 
 
 @dataclass(frozen=True)
-class AwaitBridgeAddress(NetworkAction):
+class AwaitBridgeAddress:
     """Wait for the bridge's IPv4 address; without one in time, roll everything back."""
 
     bridge: str
@@ -161,9 +168,9 @@ class EnableProxyArp:
     """mode route: answer ARP on the LAN for the VMs' block (net.ipv4.conf.<bridge>.proxy_arp)."""
 
     bridge: str
-    network: ClassVar[bool] = False
 
     def describe(self) -> str:
+        """One line."""
         return f"enable proxy ARP on {self.bridge}"
 
 
@@ -173,7 +180,23 @@ class MaskEc2NetUtilsUnits:
 
     port: str
     units: tuple[str, ...]
-    network: ClassVar[bool] = False
 
     def describe(self) -> str:
+        """One line."""
         return f"mask amazon-ec2-net-utils units for {self.port}: {', '.join(self.units)}"
+
+
+# The actions that change the LNI's network state, each checked against the management
+# interface before it runs, and rolled back together.
+NetworkAction = (
+    SnapshotNetwork
+    | WriteNetworkFiles
+    | ApplyNetworkConfig
+    | CreateBridge
+    | SetBridgeMac
+    | EnslaveLink
+    | StartDhcpClient
+    | AddBridgeAddress
+    | AwaitBridgeAddress
+)
+LniAction = MaskEc2NetUtilsUnits | NetworkAction | EnableProxyArp

@@ -1,4 +1,5 @@
-"""A runner that answers the virsh commands the LNI step runs from an in-memory libvirt.
+"""A runner that answers the virsh commands the libvirt_network step runs from an in-memory
+libvirt.
 
 It keeps what libvirt keeps (per network: the persistent XML, with a UUID added when the
 definition has none; active; autostart) and refuses what libvirt 9 refuses: a definition whose
@@ -20,6 +21,27 @@ from cockpit_agent.host.run import Result
 from tests.fakes import FakeRunner, UnexpectedCommand
 
 VIRSH = ("virsh", "-q", "-c", "qemu:///system")
+
+# What `virsh net-dumpxml --inactive default` prints for the network libvirt makes from
+# Debian 12's /usr/share/libvirt/networks/default.xml (libvirt adds the UUID, the MAC, the NAT
+# port range and the bridge's stp/delay).
+STOCK_DUMP = """<network>
+  <name>default</name>
+  <uuid>9a05da11-e96b-47f3-8253-a3a482e445f5</uuid>
+  <forward mode='nat'>
+    <nat>
+      <port start='1024' end='65535'/>
+    </nat>
+  </forward>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <mac address='52:54:00:0a:cd:21'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'/>
+    </dhcp>
+  </ip>
+</network>
+"""
 
 
 @dataclass

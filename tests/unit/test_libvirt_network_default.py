@@ -1,5 +1,6 @@
 """libvirt's `default` network on the LNI bridge and back (lni.default_vm_network), run by the
-LNI step against an in-memory libvirt (tests/unit/libvirt_fake.py) over several runs."""
+libvirt_network step against an in-memory libvirt (tests/helpers/libvirt_fake.py) over several
+runs."""
 
 from __future__ import annotations
 
@@ -17,33 +18,14 @@ from cockpit_agent.host.files import Files
 from cockpit_agent.render.libvirt_network import (
     LibvirtNetworkSpec,
     network_xml_matches,
+    renamed_xml,
     render_libvirt_network,
 )
-from cockpit_agent.steps.lni_default_network import LIBVIRT_STOCK_XML, STOCK_TEMPLATE, renamed_xml
-from tests.unit.libvirt_fake import FakeLibvirt, Net, domain_xml
-from tests.unit.test_lni_step import CONVERGED, World, networkd_files
-from tests.unit.test_render_network import _check_golden
+from cockpit_agent.steps.libvirt_network.observed import LIBVIRT_STOCK_XML, STOCK_TEMPLATE
+from tests.helpers.golden import check_golden_dir
+from tests.helpers.libvirt_fake import STOCK_DUMP, FakeLibvirt, Net, domain_xml
+from tests.helpers.lni import CONVERGED, World
 
-# What `virsh net-dumpxml --inactive default` prints for the network libvirt makes from
-# Debian 12's /usr/share/libvirt/networks/default.xml (libvirt adds the UUID, the MAC, the NAT
-# port range and the bridge's stp/delay).
-STOCK_DUMP = """<network>
-  <name>default</name>
-  <uuid>9a05da11-e96b-47f3-8253-a3a482e445f5</uuid>
-  <forward mode='nat'>
-    <nat>
-      <port start='1024' end='65535'/>
-    </nat>
-  </forward>
-  <bridge name='virbr0' stp='on' delay='0'/>
-  <mac address='52:54:00:0a:cd:21'/>
-  <ip address='192.168.122.1' netmask='255.255.255.0'>
-    <dhcp>
-      <range start='192.168.122.2' end='192.168.122.254'/>
-    </dhcp>
-  </ip>
-</network>
-"""
 LNI_DUMP = """<network>
   <name>lni</name>
   <uuid>4a7c7a8e-0c0f-4b1e-9d8e-2f1c6a0b7e11</uuid>
@@ -60,15 +42,7 @@ ADMINS_OWN = """<network>
 </network>
 """
 ROUTE = {"mode": "route", "route_subnet": "192.168.50.192/26"}
-
-
-def route_mode(host: Host) -> None:
-    """The bridge converged for route mode: proxy ARP in the files and on."""
-    for path, content in networkd_files().items():
-        if path.endswith("br-lni.network"):
-            proxy = "IPv6AcceptRA=no\nIPv4ProxyARP=yes\n\n[DHCPv4]"
-            host.world.write(path, content.replace("IPv6AcceptRA=no\n\n[DHCPv4]", proxy))
-    host.libvirt.other.expect("sysctl", "-n", "net/ipv4/conf/br-lni/proxy_arp", stdout="1\n")
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "lni"
 
 
 def canonical(xml: str) -> str:
@@ -77,7 +51,7 @@ def canonical(xml: str) -> str:
 
 @dataclass
 class Host:
-    """The LNI step over runs: its bridge converged, libvirt in memory, its step_data kept."""
+    """The libvirt_network step over runs: libvirt in memory, its step_data kept."""
 
     world: World
     libvirt: FakeLibvirt
@@ -92,7 +66,7 @@ class Host:
         ctx.checkpoint = lambda: self.checkpoints.append(
             (len(self.libvirt.calls), copy.deepcopy(self.record))
         )
-        step = self.world.step()
+        step = self.world.libvirt_step()
         observed = step.observe(ctx)
         self.summary = step.summarize(observed)
         actions = step.plan(observed, ctx)
@@ -102,7 +76,7 @@ class Host:
 
     @property
     def record(self) -> dict[str, Any]:
-        return self.step_data.get("lni", {}).get("default_network", {})
+        return self.step_data.get("libvirt_network", {}).get("default_network", {})
 
     def call_index(self, *tail: str) -> int:
         return next(i for i, c in enumerate(self.libvirt.calls) if c[4:] == tail)
@@ -111,8 +85,6 @@ class Host:
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
     world = World(tmp_path, virsh=True)
-    for path, content in networkd_files().items():
-        world.write(path, content)
     libvirt = FakeLibvirt(
         {"lni": Net(LNI_DUMP, True, True), "default": Net(STOCK_DUMP, True, True)}
     )
@@ -166,7 +138,7 @@ def test_a_converged_host_plans_nothing_and_check_says_new_vms_get_the_lni(host:
     assert host.summary.endswith("; new VMs get the LNI")
     changes = {"net-define", "net-undefine", "net-start", "net-destroy", "net-autostart"}
     assert not [c for c in host.libvirt.calls[calls:] if c[4] in changes]
-    findings = host.world.step().verify(host.world.ctx(CONVERGED, LniConfig()))
+    findings = host.world.libvirt_step().verify(host.world.ctx(CONVERGED, LniConfig()))
     assert ("ok", "lni-default-network") in [(f.severity, f.code) for f in findings]
 
 
@@ -224,7 +196,6 @@ def test_a_default_on_the_bridge_the_state_does_not_record_is_never_undefined(
 
 
 def test_route_mode_leaves_the_stock_default_alone(host: Host) -> None:
-    route_mode(host)
     done = host.run(**ROUTE)
     assert not [d for d in done if "default" in d]
     assert host.libvirt.networks["default"].xml == STOCK_DUMP
@@ -235,7 +206,6 @@ def test_switching_to_route_mode_gives_back_the_stock_network(host: Host) -> Non
     # `default` on the bridge would put VMs on the LAN with their own MACs: what route mode
     # exists to avoid.
     host.run()
-    route_mode(host)
     assert [d for d in host.run(**ROUTE) if "default" in d] == RESTORED
     assert canonical(host.libvirt.networks["default"].xml) == canonical(STOCK_DUMP)
 
@@ -284,8 +254,8 @@ def test_the_hosts_own_template_decides_what_is_stock(host: Host) -> None:
 
 
 def test_the_renamed_stock_network_matches_the_golden_file() -> None:
-    _check_golden(
-        "libvirt-default-nat", {"default-nat.xml": renamed_xml(STOCK_DUMP, "default-nat")}
+    check_golden_dir(
+        GOLDEN / "libvirt-default-nat", {"default-nat.xml": renamed_xml(STOCK_DUMP, "default-nat")}
     )
 
 
