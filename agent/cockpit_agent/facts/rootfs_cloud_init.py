@@ -87,7 +87,7 @@ def read_cloud_init_growth(files: Files, chain: RootChain) -> CloudInitGrowth:
 
 def read_cloud_config(files: Files) -> dict[str, Any]:
     """cloud.cfg merged with cloud.cfg.d/*.cfg in name order: a later file wins, maps merge."""
-    paths = [CLOUD_CFG, *(p for p in files.glob(CLOUD_CFG_D, "*.cfg") if not files.is_dir(p))]
+    paths = [CLOUD_CFG, *(p for p in files.glob(CLOUD_CFG_D, "*.cfg") if files.is_file(p))]
     merged: dict[str, Any] = {}
     for path in paths:
         _merge(merged, _load(files, path))
