@@ -69,20 +69,24 @@ lab-image: venv lab-deps
 
 # Boot the lab, run the agent at boot, check it (tests/e2e). A failing test keeps its run
 # directory under runs/ and says where.
-e2e: venv lab-image
+e2e: venv lab-image tools
 	@$(DEPS) browser
 	$(PYTEST) tests/e2e
 
-# What `make test` (and so CI) runs of the lab, one guest at a time: the main job on the
-# stock-AMI image (cloud-init, netplan, the virtualisation stack baked in: first boot, Cockpit
-# in a browser, check, drift and repair, a kill at every action, reboot, a failed member) and
-# the LVM root under NetworkManager with the LNI unplugged at first boot. `make e2e` adds the
-# scenarios marked `extended` (docs/testing.md).
-E2E_CI := tests/e2e/test_lab.py tests/e2e/test_lvm_nm.py
-e2e-ci: venv lab-deps
+# What `make test` (and so CI) runs of the lab, one guest at a time: the main instance on the
+# stock-AMI image (cloud-init, netplan, the agent's .deb and the virtualisation stack baked in
+# by packaging/ami/bake.sh), shared by its modules in this order: the first boot and Cockpit
+# in a browser, check with drift and repair; a VM created without a network on the LNI; the
+# fleet playbook upgrading the agent; a kill at every storage and LNI action; a reboot and a
+# failed member. Then the LVM root under
+# NetworkManager with the LNI unplugged at first boot. `make e2e` adds the scenarios marked
+# `extended` (docs/testing.md).
+E2E_CI := tests/e2e/test_lab.py tests/e2e/test_vm_on_lni.py tests/e2e/test_ansible.py \
+	tests/e2e/test_crash.py tests/e2e/test_reboot.py tests/e2e/test_lvm_nm.py
+e2e-ci: venv lab-deps tools
 	@$(DEPS) browser
 	$(LAB) build stock lvm
-	$(PYTEST) -m "not extended" $(E2E_CI)
+	$(PYTEST) -m "not extended" --durations=30 $(E2E_CI)
 
 # Boot the stock-AMI image (cloud-init, Cockpit and libvirt baked in); print status, SSH and
 # Cockpit.

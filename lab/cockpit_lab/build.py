@@ -127,10 +127,17 @@ def ensure_image(recipe: Recipe | None = None, cache: Path = CACHE_DIR) -> Path:
     return image
 
 
-def agent_package() -> Path:
-    """The agent's .deb built from this checkout by `make package`, which rebuilds it only
-    when one of its inputs changed."""
-    argv = ["make", "--no-print-directory", "-C", str(REPO_DIR), "package"]
+def agent_package(release: int = 1) -> Path:
+    """The agent's .deb built from this checkout by `make package` (with this Debian
+    revision), which rebuilds it only when one of its inputs changed."""
+    argv = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(REPO_DIR),
+        "package",
+        f"PKG_RELEASE={release}",
+    ]
     debs = [Path(w) for w in run(argv, quiet=True).split() if w.endswith(".deb")]
     if len(debs) != 1:
         raise RuntimeError(f"make package printed no single .deb: {debs}")

@@ -172,7 +172,7 @@ def virt_install_argv(name: str, out: Path) -> list[str]:
     return [
         "virt-install", "--connect", "qemu:///system", "--name", name,
         "--memory", "128", "--vcpus", "1", "--osinfo", "detect=on,require=off",
-        "--disk", "none",
+        "--disk", "none", "--import",  # no installer: the kernel and initramfs are the VM
         "--boot", boot, "--graphics", "none", "--serial", f"file,path={out / CONSOLE}",
         "--noautoconsole",
     ]  # fmt: skip

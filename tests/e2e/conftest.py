@@ -25,7 +25,8 @@ from cockpit_lab.vm import Lab, LabSpec, new_run_dir
 LabFactory = Callable[..., Lab]
 
 _labs: dict[str, list[Lab]] = {}  # module node id -> labs made for it
-_failed: set[str] = set()  # module node ids with a failed test
+_session: dict[str, Lab] = {}  # session fixture name -> the lab it shares
+_failed: set[str] = set()  # module node ids and session fixtures with a failed test
 _kept: list[Path] = []
 _timings: list[str] = []
 _collected: dict[tuple[int, int], Path] = {}  # (lab, boot count) -> its evidence directory
@@ -51,33 +52,70 @@ def lab_images() -> Callable[[str], Path]:
     return get
 
 
-@pytest.fixture(scope="module")
-def lab_factory(
-    request: pytest.FixtureRequest, lab_images: Callable[[str], Path]
-) -> Iterator[LabFactory]:
-    """make_lab(spec=None, variant="base") -> a Lab (not booted) in a fresh run directory."""
-    module = request.node.nodeid
-    labs = _labs.setdefault(module, [])
+def _only(lab: Lab) -> None:
+    """One guest at a time (2 cores): stop every other lab that runs."""
+    for other in (*_session.values(), *(x for labs in _labs.values() for x in labs)):
+        if other is not lab and other.running:
+            other.close()
 
-    def make(spec: LabSpec | None = None, variant: str = "base") -> Lab:
-        name = Path(module).stem
-        lab = Lab(new_run_dir(name), lab_images(variant), spec)
-        labs.append(lab)
-        return lab
 
-    yield make
-    keep = module in _failed or os.environ.get("COCKPIT_LAB_KEEP") == "1"
+def _finish(labs: list[Lab], failed: bool) -> None:
+    """Record the labs' boot timings; keep their run directories if a test that used them
+    failed (or COCKPIT_LAB_KEEP=1), else remove them."""
+    keep = failed or os.environ.get("COCKPIT_LAB_KEEP") == "1"
     for lab in labs:
         for n, boot in enumerate(lab.timings.boots, 1):
             figures = ", ".join(f"{k} {v:.0f} s" for k, v in boot.items())
             _timings.append(f"{lab.run_dir.name} boot {n}: {figures}")
         if keep:
-            if module in _failed:
+            if failed:
                 lab.collect("at-teardown")
             lab.close()
             _kept.append(lab.run_dir)
         else:
             lab.remove()
+
+
+@pytest.fixture(scope="module")
+def lab_factory(
+    request: pytest.FixtureRequest, lab_images: Callable[[str], Path]
+) -> Iterator[LabFactory]:
+    """make_lab(spec=None, variant="base") -> a Lab (not booted) in a fresh run directory;
+    every other lab is stopped first."""
+    module = request.node.nodeid
+    labs = _labs.setdefault(module, [])
+
+    def make(spec: LabSpec | None = None, variant: str = "base") -> Lab:
+        lab = Lab(new_run_dir(Path(module).stem), lab_images(variant), spec)
+        _only(lab)
+        labs.append(lab)
+        return lab
+
+    yield make
+    _finish(labs, module in _failed)
+
+
+@pytest.fixture(scope="session")
+def stock_lab(lab_images: Callable[[str], Path]) -> Iterator[Lab]:
+    """The main instance, shared by the modules that test it (test_lab.py, test_crash.py,
+    test_vm_on_lni.py, test_reboot.py, ... in the order `make e2e-ci` names them): the
+    stock-AMI image launched with a 6 GiB root volume. Tests take it as the `lab` fixture."""
+    lab = Lab(new_run_dir("stock"), lab_images("stock"), LabSpec(root_disk_size="6G"))
+    _session["stock_lab"] = lab
+    yield lab
+    _finish([lab], "stock_lab" in _failed)
+
+
+@pytest.fixture
+def lab(stock_lab: Lab) -> Lab:
+    """A test's lab unless its module defines its own: the shared main instance, booted (again,
+    as after a stop, when a lab of another module stopped it) and its agent's boot run
+    finished; every other lab stopped."""
+    if not stock_lab.running:
+        _only(stock_lab)
+        stock_lab.boot()
+        stock_lab.wait_agent()
+    return stock_lab
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -91,7 +129,9 @@ def pytest_runtest_makereport(
         return
     module = _module_id(item.nodeid)
     _failed.add(module)
-    for lab in _labs.get(module, []):
+    shared = [name for name in _session if name in getattr(item, "fixturenames", ())]
+    _failed.update(shared)
+    for lab in [*_labs.get(module, []), *(_session[name] for name in shared)]:
         # Once per boot: the module's later failures point to the same evidence.
         key = (id(lab), len(lab.timings.boots))
         where = _collected.get(key, lab.run_dir)

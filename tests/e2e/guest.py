@@ -11,6 +11,8 @@ from cockpit_lab.vm import Lab
 
 MP = "/var/lib/libvirt/images"
 ARRAY = "/dev/md/cockpit-data"
+AGENT_NETPLAN = "/etc/netplan/90-cockpit-agent-br-lni.yaml"
+CLOUD_INIT_NETPLAN = "/etc/netplan/50-cloud-init.yaml"
 
 
 def sh(lab: Lab, cmd: str) -> str:
@@ -80,3 +82,37 @@ def cockpit_login_page(port: int) -> str:
     with urllib.request.urlopen(url, timeout=60, context=context) as resp:
         assert resp.status == 200
         return resp.read().decode(errors="replace")  # type: ignore[no-any-return]
+
+
+def guest_json(lab: Lab, cmd: str) -> Any:
+    return json.loads(lab.ssh(cmd).stdout)
+
+
+def facts(lab: Lab) -> dict[str, Any]:
+    return guest_json(lab, "cockpit-agent --json facts")  # type: ignore[no-any-return]
+
+
+def disks_by_serial(lab: Lab) -> dict[str, dict[str, Any]]:
+    return {d["serial"]: d for d in facts(lab)["disks"]}
+
+
+# The one finding that depends on the emulated CPU: TCG's `-cpu max` offers AMD's SVM, so
+# kvm_amd loads and /dev/kvm exists; a CPU model without it makes `no-kvm` a WARNING.
+EXPECTED_HERE = {"no-kvm"}
+
+
+def check(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = lab.ssh(f"cockpit-agent check --json {' '.join(args)}", check=False, timeout=600)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def problems(report: dict[str, Any]) -> dict[str, str]:
+    return {
+        f["code"]: f["severity"]
+        for f in report["findings"]
+        if f["severity"] != "ok" and f["code"] not in EXPECTED_HERE
+    }
+
+
+def has_kvm(lab: Lab) -> bool:
+    return lab.ssh("test -e /dev/kvm", check=False).returncode == 0

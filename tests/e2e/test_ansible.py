@@ -1,54 +1,41 @@
-"""The fleet playbook (packaging/ansible/site.yml) from this host against a lab guest over SSH.
+"""The fleet playbook (packaging/ansible/site.yml) from this host against the main instance
+over SSH, as an admin rolls a new build of the agent out to a fleet: an upgrade.
 
-One guest, kept cheap: no instance-store drives and no virtualisation stack (the role and the
-agent's reconcile are what is under test, not the RAID or Cockpit), no fact gathering,
-pipelining, the interpreter named. The agent's package is the .deb built from the checkout
-(`make package`, or COCKPIT_AGENT_DEB=path): removed from the guest first, so the first run
-really installs it. Then a second run changes nothing, and a bridge taken down makes the
-reconcile task, and only it, report changed.
+The instance runs the .deb baked into its image (Debian revision 1 of this checkout's build);
+the playbook brings revision 2 of the same build, so dpkg runs the package's upgrade path.
+The upgrade keeps the configuration and the state and runs nothing by itself; the playbook's
+reconcile then changes nothing. A second run changes nothing at all, and a bridge taken down
+makes the reconcile task, and only it, report changed. ansible-playbook comes from the
+validators' venv (`make tools`); the interpreter is named and facts are not gathered, to
+spare the emulated guest's Python starts.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cockpit_lab.vm import Lab, LabSpec
-from tests.ansible_run import PLAYBOOK, REPO, run_playbook
+from cockpit_lab.build import agent_package
+from cockpit_lab.vm import Lab
+from tests.ansible_run import PLAYBOOK, PlaybookRun, run_playbook
+from tests.e2e.guest import sh, state
 
 pytestmark = pytest.mark.e2e
 
-NO_VIRT = "\n[virt]\nenabled = false\n"
 DROPIN = {"60-fleet": "[health]\nauto_repair = false\n"}
-DEB_NAME = re.compile(r"^cockpit-agent_(.+)_amd64\.deb$")
-
-
-def package() -> Path:
-    """The .deb built from this checkout."""
-    if os.environ.get("COCKPIT_AGENT_DEB"):
-        return Path(os.environ["COCKPIT_AGENT_DEB"]).resolve()
-    found = sorted((REPO / "dist").glob("cockpit-agent_*_amd64.deb"))
-    if not found:
-        pytest.fail("no dist/cockpit-agent_*_amd64.deb: `make package` (or COCKPIT_AGENT_DEB)")
-    return found[-1]
+CONFIG = "/etc/cockpit-agent/config.toml"
 
 
 @pytest.fixture(scope="module")
-def lab(lab_factory: Any) -> Lab:
+def upgrade() -> Path:
+    """Revision 2 of the .deb the image has baked (revision 1)."""
     if not PLAYBOOK.exists():
         pytest.fail(f"{PLAYBOOK} is missing: run `make tools`")
-    lab: Lab = lab_factory(LabSpec(nvme_count=0, extra_config=NO_VIRT))
-    lab.boot()
-    lab.wait_agent()
-    lab.ssh("dpkg -r cockpit-agent >/dev/null 2>&1 || true")
-    return lab
+    return agent_package(release=2)
 
 
-def playbook(lab: Lab, tmp: Path, **variables: object) -> Any:
+def playbook(lab: Lab, tmp: Path, **variables: object) -> PlaybookRun:
     host = (
         f"lab ansible_host=127.0.0.1 ansible_port={lab.ports.mgmt_ssh} ansible_user=root "
         f"ansible_ssh_private_key_file={lab.key} ansible_python_interpreter=/usr/bin/python3 "
@@ -59,28 +46,39 @@ def playbook(lab: Lab, tmp: Path, **variables: object) -> Any:
 
 
 def installed_version(lab: Lab) -> str:
-    proc = lab.ssh("dpkg-query -W -f '${Version}' cockpit-agent", check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    return sh(lab, "dpkg-query -W -f '${Version}' cockpit-agent").strip()
 
 
-def test_first_run_installs_the_package_and_places_the_configuration(
-    lab: Lab, tmp_path: Path
+def agent_started(lab: Lab) -> str:
+    return sh(lab, "systemctl show -p ExecMainStartTimestampMonotonic --value cockpit-agent")
+
+
+def test_the_playbook_upgrades_the_package_keeping_configuration_and_state(
+    lab: Lab, upgrade: Path, tmp_path: Path
 ) -> None:
-    deb = package()
-    match = DEB_NAME.match(deb.name)
-    assert match, deb.name
-    assert installed_version(lab) == ""
-    run = playbook(lab, tmp_path, cockpit_agent_package=str(deb))
+    assert installed_version(lab).endswith("-1")
+    config = sh(lab, f"sha256sum {CONFIG}")
+    runs = [r["run_id"] for r in state(lab)["runs"]]
+    started = agent_started(lab)
+    run = playbook(lab, tmp_path, cockpit_agent_package=str(upgrade))
     assert run.rc == 0, run.output
     assert {"Install the package", "Place the drop-ins"} <= run.changed, run.output
-    assert installed_version(lab) == match.group(1)
-    assert lab.ssh("cat /etc/cockpit-agent/config.d/60-fleet.toml").stdout == DROPIN["60-fleet"]
-    last = json.loads(lab.ssh("cockpit-agent --json status").stdout)["runs"][-1]
-    assert last["result"] != "failed", last
+    assert run.results["Reconcile"] == "ok", run.output  # nothing to converge after it
+    assert installed_version(lab).endswith("-2")
+    assert sh(lab, f"sha256sum {CONFIG}") == config  # the admin's file, not the example
+    assert sh(lab, "cat /etc/cockpit-agent/config.d/60-fleet.toml") == DROPIN["60-fleet"]
+    # The upgrade ran no reconcile of its own (the unit was not restarted); the state kept
+    # every earlier run and gained the playbook's, which planned nothing.
+    assert agent_started(lab) == started
+    after = state(lab)["runs"]
+    assert after[-2]["run_id"] == runs[-1]  # the runs before the upgrade are still there
+    assert after[-1]["result"] == "converged", after[-1]
+    plan = json.loads(sh(lab, "cockpit-agent --json plan"))
+    assert [s["planned"] for s in plan["steps"]] == [[]] * len(plan["steps"])
 
 
-def test_second_run_changes_nothing(lab: Lab, tmp_path: Path) -> None:
-    run = playbook(lab, tmp_path, cockpit_agent_package=str(package()))
+def test_a_second_run_changes_nothing(lab: Lab, upgrade: Path, tmp_path: Path) -> None:
+    run = playbook(lab, tmp_path, cockpit_agent_package=str(upgrade))
     assert run.rc == 0, run.output
     assert run.changed == set(), run.output
     assert run.results["Reconcile"] == "ok"
@@ -92,5 +90,5 @@ def test_reconcile_reports_changed_when_the_agent_repairs(lab: Lab, tmp_path: Pa
     assert run.rc == 0, run.output
     assert run.changed == {"Reconcile"}, run.output
     assert '"lni": "changed"' in run.output
-    [link] = json.loads(lab.ssh("ip -j link show br-lni").stdout)
+    [link] = json.loads(sh(lab, "ip -j link show br-lni"))
     assert "UP" in link["flags"], link

@@ -1,43 +1,47 @@
-"""The main job on one emulated Outposts server booted from the stock-AMI image, as users run it.
+"""The main job at the first boot of the main instance, the stock-AMI image, as users run it.
 
-The image is what a user bakes from an EC2 AMI: cloud-init active (its EC2 datasource finds
-the lab's IMDS from the SMBIOS identity "Amazon EC2"), netplan over systemd-networkd with
-cloud-init's 50-cloud-init.yaml matching the NICs by MAC, and Cockpit, libvirt and qemu
-installed at bake time. The agent runs at boot as its systemd unit, after cloud-init. One
-instance for the module, each step's assertions at each boot: the first boot (the root filled
-on a 6 GiB disk, a RAID5 of the three drives mounted, Cockpit serving, the LNI bridged with its
-DHCP address), `check` and a repair of drift, a reboot through the guest's own bootloader
-(zero actions), a failed array member (check: CRITICAL), and, in `make e2e` only, a stop/start
-that blanks the instance store. Hostile drives and RAID1 are test_storage.py's; the LVM root
-under NetworkManager is test_rootfs.py's; installing the virtualisation stack at first boot is
+The image is what a user bakes from an EC2 AMI with packaging/ami/bake.sh and the agent's .deb:
+cloud-init active (its EC2 datasource finds the lab's IMDS from the SMBIOS identity "Amazon
+EC2"), netplan over systemd-networkd with cloud-init's 50-cloud-init.yaml matching the NICs by
+MAC, and Cockpit, libvirt and qemu installed by the bake. The instance (conftest's stock_lab,
+launched with a 6 GiB root volume) is shared with test_vm_on_lni.py, test_crash.py and
+test_reboot.py, which run after this module. Here: the agent ran at boot as its unit after
+cloud-init; the root fills its disk, a RAID5 of the three drives is mounted, Cockpit serves
+(a browser logs in), the LNI is bridged with its DHCP address; `check` is OK, then drift and
+its repair. Hostile drives and RAID1 are test_storage.py's; the LVM root under
+NetworkManager is test_lvm_nm.py's; installing the virtualisation stack at first boot is
 test_virt.py's.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-from pathlib import Path
-from typing import Any
 
 import pytest
 from cockpit_lab.recipe import LNI_GUEST_IP, LNI_MAC, MGMT_GUEST_IP, MGMT_MAC
-from cockpit_lab.vm import Lab, LabSpec
+from cockpit_lab.vm import Lab
 from tests.e2e.cockpit_browser import CHROMIUM, machines_networks_screenshot
 from tests.e2e.guest import (
+    AGENT_NETPLAN,
     ARRAY,
+    CLOUD_INIT_NETPLAN,
     MP,
     by_serial,
+    check,
     cockpit_login_page,
+    disks_by_serial,
     export,
+    facts,
     fs_uuid,
+    guest_json,
+    has_kvm,
     ipv4,
     links,
     members,
+    problems,
     sh,
     state,
     step_record,
-    tear_down,
 )
 
 pytestmark = pytest.mark.e2e
@@ -45,30 +49,6 @@ pytestmark = pytest.mark.e2e
 GIB = 1 << 30
 NVME_SERIALS = ["lab-nvme-0", "lab-nvme-1", "lab-nvme-2"]
 MARKER = b"lab: not blank"
-AGENT_NETPLAN = "/etc/netplan/90-cockpit-agent-br-lni.yaml"
-CLOUD_INIT_NETPLAN = "/etc/netplan/50-cloud-init.yaml"
-
-
-@pytest.fixture(scope="module")
-def lab(lab_factory: Any) -> Lab:
-    """One booted lab instance, launched with a 6 GiB root volume from the 4 GiB stock image,
-    whose agent has finished its first boot."""
-    lab: Lab = lab_factory(LabSpec(root_disk_size="6G"), variant="stock")
-    lab.boot()
-    lab.wait_agent()
-    return lab
-
-
-def guest_json(lab: Lab, cmd: str) -> Any:
-    return json.loads(lab.ssh(cmd).stdout)
-
-
-def facts(lab: Lab) -> dict[str, Any]:
-    return guest_json(lab, "cockpit-agent --json facts")  # type: ignore[no-any-return]
-
-
-def disks_by_serial(lab: Lab) -> dict[str, dict[str, Any]]:
-    return {d["serial"]: d for d in facts(lab)["disks"]}
 
 
 def test_agent_ran_at_boot_as_its_systemd_unit(lab: Lab) -> None:
@@ -251,6 +231,8 @@ def test_cockpit_answers_on_the_management_and_lni_paths(lab: Lab) -> None:
 
 
 def test_the_lni_network_is_active_and_autostarted(lab: Lab) -> None:
+    record = step_record(lab, "libvirt_network")
+    assert (record["status"], record["error"]) == ("changed", None), record
     info = sh(lab, "virsh -c qemu:///system net-info lni")
     assert "Active:         yes" in info and "Autostart:      yes" in info, info
     xml = sh(lab, "virsh -c qemu:///system net-dumpxml lni")
@@ -264,27 +246,6 @@ def test_browser_logs_in_and_sees_the_lni_network(lab: Lab) -> None:
 
 
 # --- check: converged, then drift and its repair ---------------------------------------------
-
-# The one finding that depends on the emulated CPU: TCG's `-cpu max` offers AMD's SVM, so
-# kvm_amd loads and /dev/kvm exists; a CPU model without it makes `no-kvm` a WARNING.
-EXPECTED_HERE = {"no-kvm"}
-
-
-def check(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = lab.ssh(f"cockpit-agent check --json {' '.join(args)}", check=False, timeout=600)
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def problems(report: dict[str, Any]) -> dict[str, str]:
-    return {
-        f["code"]: f["severity"]
-        for f in report["findings"]
-        if f["severity"] != "ok" and f["code"] not in EXPECTED_HERE
-    }
-
-
-def has_kvm(lab: Lab) -> bool:
-    return lab.ssh("test -e /dev/kvm", check=False).returncode == 0
 
 
 def test_check_is_ok_on_the_converged_guest(lab: Lab) -> None:
@@ -323,188 +284,3 @@ def test_drift_shows_then_repair_restores_it(lab: Lab) -> None:
     assert problems(report) == {}, report
     code, report = check(lab)
     assert problems(report) == {} and code == (0 if has_kvm(lab) else 1), report
-
-
-# --- a crash at any action converges --------------------------------------------------------
-
-CRASH_GUEST = (Path(__file__).parent / "crash_guest.py").read_text()
-# What makes each step act again, and the files it edits: {path: a substring of our lines}.
-CRASH_SETUP = {
-    "storage": tear_down(wipe=True),
-    "lni": f"""
-rm -f {AGENT_NETPLAN}
-ip link delete br-lni || true
-netplan apply
-""",
-    "libvirt_network": """
-virsh -q -c qemu:///system net-destroy lni || true
-virsh -q -c qemu:///system net-undefine lni || true
-""",
-}
-UNTOUCHED = {CLOUD_INIT_NETPLAN: "", "/etc/fstab": "", "/etc/mdadm/mdadm.conf": ""}
-CRASH_FILES = {
-    "storage": {"/etc/fstab": MP, "/etc/mdadm/mdadm.conf": "cockpit-data"},
-    "lni": UNTOUCHED,
-    "libvirt_network": UNTOUCHED,
-}
-OURS = {
-    "storage": {"/etc/fstab": 1, "/etc/mdadm/mdadm.conf": 1},
-    "lni": {},
-    "libvirt_network": {},
-}
-
-
-def crash(lab: Lab, step: str, k: int) -> dict[str, Any]:
-    """Run crash_guest.py in the guest: the step made to act, killed at its k-th action."""
-    args = [step, str(k), CRASH_SETUP[step], json.dumps(CRASH_FILES[step])]
-    cmd = f"python3 - {shlex.join(args)} <<'CRASH_GUEST_EOF'\n{CRASH_GUEST}CRASH_GUEST_EOF\n"
-    return json.loads(lab.ssh(cmd, timeout=900).stdout)  # type: ignore[no-any-return]
-
-
-def crash_problems(report: dict[str, Any]) -> list[str]:
-    """What is wrong after a kill and a second run (empty when it converged)."""
-    step = report["step"]
-    found = []
-    if not report["killed"]:
-        found.append("the agent finished before its k-th action")
-    recovery = report["recovery"]
-    if report["recovery_rc"] != 0 or recovery.get("error"):
-        found.append(f"second run exited {report['recovery_rc']}: {recovery.get('error')}")
-    if report["planned_after"] != []:
-        found.append(f"plan after it: {report['planned_after']}")
-    if report["state_valid"] is not True:
-        found.append(f"state.json: {report['state_valid']}")
-    before, after = report["foreign_before"], report["foreign_after"]
-    for path in before:
-        if before[path]["foreign_sha256"] != after[path]["foreign_sha256"]:
-            found.append(f"{path}: lines that are not the agent's changed")
-        want = OURS[step].get(path)
-        if want is not None and after[path]["ours"] != want:
-            found.append(f"{path}: {after[path]['ours']} lines of ours, want {want}")
-    return found
-
-
-@pytest.mark.parametrize("step", ["storage", "lni", "libvirt_network"])
-def test_a_kill_at_any_action_converges_on_the_next_run(lab: Lab, step: str) -> None:
-    # Issue 14: for every k, the step is made to act and the agent is killed (SIGKILL to its
-    # session, as systemd kills a unit) while it applies its k-th action; the next run must
-    # exit 0 and leave nothing planned, state.json valid, our lines once, nothing else
-    # touched, and (lni) the management path alive throughout: every command here goes
-    # over it.
-    first = crash(lab, step, 0)
-    planned = first["planned"]
-    assert planned, f"setting up {step} left it nothing to do"
-    assert first["converge_rc"] == 0, first
-    results = [crash(lab, step, k) for k in range(1, len(planned) + 1)]
-    summary = lab.run_dir.parent / f"{lab.run_dir.name}-crash-{step}.json"
-    summary.write_text(json.dumps({"planned": planned, "runs": results}, indent=2) + "\n")
-    failed = {r["k"]: (r["killed_during"], crash_problems(r)) for r in results}
-    assert not {k: v for k, v in failed.items() if v[1]}, failed
-    if step == "lni":
-        assert ipv4(links(lab)["br-lni"]) == [LNI_GUEST_IP]
-    elif step == "libvirt_network":
-        info = sh(lab, "virsh -c qemu:///system net-info lni")
-        assert "Active:         yes" in info and "Autostart:      yes" in info, info
-    else:
-        assert sh(lab, f"findmnt -n -o FSTYPE {MP}").strip() == "xfs"
-
-
-def test_a_new_array_that_shows_an_old_filesystem_is_not_formatted(lab: Lab) -> None:
-    # Superblocks zeroed but the data left: the new array over the same members shows the old
-    # XFS, which the agent no longer knows as its own. It refuses to format it and says how
-    # to let it; once the admin wipes it, the next run builds the filesystem.
-    old = fs_uuid(lab)
-    sh(lab, tear_down(wipe=False))
-    proc = lab.ssh("cockpit-agent reconcile --only storage", check=False, timeout=600)
-    record = step_record(lab, "storage")
-    assert proc.returncode == 1, (record, proc.stdout, proc.stderr)
-    assert record["status"] == "failed", record
-    assert "is not blank (TYPE=xfs" in record["error"], record
-    assert f"wipefs -a {ARRAY}" in record["error"], record
-    assert fs_uuid(lab) == old  # nothing was written over it
-    sh(lab, f"wipefs -a -q {ARRAY}")
-    proc = lab.ssh("cockpit-agent reconcile --only storage", check=False, timeout=600)
-    assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    assert fs_uuid(lab) not in ("", old)
-
-
-# --- reboot and stop/start ----------------------------------------------------------------------
-
-
-def test_reboot_boots_the_guests_own_kernel_and_records_a_second_run(lab: Lab) -> None:
-    first = state(lab)["runs"]
-    lab.reboot()
-    lab.wait_agent()
-    # GRUB from the disk passes BOOT_IMAGE; a direct -kernel boot would not.
-    cmdline = lab.ssh("cat /proc/cmdline").stdout
-    assert "BOOT_IMAGE=/boot/vmlinuz-" in cmdline
-    runs = state(lab)["runs"]  # the last 10 are kept: count by run id, not by length
-    assert runs[-1]["run_id"] != first[-1]["run_id"]
-    assert runs[-2]["run_id"] == first[-1]["run_id"]
-    assert runs[-1]["boot_id"] == lab.boot_id() != first[-1]["boot_id"]
-    boots = lab.ssh("journalctl --list-boots --no-pager").stdout.strip().splitlines()
-    assert len(boots) >= 3  # header + two boots: the journal persists across reboots
-
-
-def test_reboot_changes_nothing(lab: Lab) -> None:
-    run = state(lab)["runs"][-1]
-    assert run["result"] == "converged", run
-    for record in run["steps"]:
-        assert (record["planned"], record["actions"]) == ([], []), record
-    detail = export(lab, f"mdadm --detail --export {ARRAY}")
-    assert f"UUID={detail['MD_UUID']}" in sh(lab, "cat /etc/mdadm/mdadm.conf")  # the same array
-    assert sh(lab, f"findmnt -n -o SOURCE {MP}").startswith("/dev/md")
-    md = sh(lab, f"basename $(readlink -f {ARRAY})").strip()
-    assert sh(lab, f"cat /sys/block/{md}/md/stripe_cache_size").strip() == "4096"  # udev rule
-    assert ipv4(links(lab)["br-lni"]) == [LNI_GUEST_IP]
-    # cloud-init applied its network configuration again at this boot (the EC2 datasource
-    # does at every boot); the agent's file still wins for the LNI.
-    assert "status: done" in sh(lab, "cloud-init status")
-    plan = json.loads(sh(lab, "cockpit-agent --json plan"))
-    assert [s["planned"] for s in plan["steps"]] == [[]] * len(plan["steps"])
-
-
-def test_check_is_critical_when_an_array_member_fails(lab: Lab) -> None:
-    lab.ssh(f"mdadm --wait {ARRAY}", check=False, timeout=600)  # the initial build, if any
-    victim = by_serial(lab)["lab-nvme-1"]
-    sh(lab, f"mdadm {ARRAY} --fail {victim} --remove {victim}")
-    code, report = check(lab)
-    assert code == 2, report
-    assert problems(report).get("storage-degraded") == "critical", report
-    assert report["summary"].startswith("CRITICAL - ")
-    lab.ssh("cockpit-agent check --prometheus /run/cockpit-agent.prom", check=False)
-    text = sh(lab, "cat /run/cockpit-agent.prom")
-    assert "cockpit_agent_check_status 2" in text
-    assert 'cockpit_agent_array_degraded{array="cockpit-data"} 1' in text
-
-
-@pytest.mark.extended
-def test_stop_start_blanks_the_instance_store_and_a_new_array_replaces_ours(lab: Lab) -> None:
-    runs = state(lab)["runs"]
-    old_uuid = export(lab, f"mdadm --detail --export {ARRAY}")["MD_UUID"]
-    old_fs = fs_uuid(lab)
-    lab.shutdown()
-    lab.write_nvme(1, MARKER)
-    assert lab.read_nvme(1, length=len(MARKER)) == MARKER  # the host sees the drive's bytes
-    lab.wipe_nvme()  # the guest is stopped: blank the drives; boot() is the start
-    assert lab.read_nvme(1, length=len(MARKER)) == bytes(len(MARKER))
-    lab.boot()
-    lab.wait_agent()
-    saved = state(lab)
-    assert saved["instance_id"] == lab.instance_id  # same instance, same root volume
-    assert saved["runs"][-2]["run_id"] == runs[-1]["run_id"]
-    assert saved["runs"][-1]["boot_id"] == lab.boot_id()
-    assert {d["serial"] for d in facts(lab)["disks"]} >= set(NVME_SERIALS)
-    # Boot did not hang on the dead array's entries; the step built a new array.
-    assert sh(lab, "systemctl is-active local-fs.target").strip() == "active"
-    record = step_record(lab, "storage", saved)
-    assert (record["status"], record["error"]) == ("changed", None), record
-    assert f"record that our array {old_uuid} is lost" in " ".join(record["actions"])
-    new_uuid = export(lab, f"mdadm --detail --export {ARRAY}")["MD_UUID"]
-    assert new_uuid != old_uuid
-    fstab, conf = sh(lab, "cat /etc/fstab"), sh(lab, "cat /etc/mdadm/mdadm.conf")
-    assert old_fs not in fstab and f"UUID={fs_uuid(lab)} {MP}" in fstab
-    assert old_uuid not in conf and new_uuid in conf
-    lost = saved["step_data"]["storage"]["lost"]
-    assert [(x["kind"], x["uuid"]) for x in lost] == [("array", old_uuid)]
-    assert sh(lab, f"findmnt -n -o SOURCE {MP}").startswith("/dev/md")
