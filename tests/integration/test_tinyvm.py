@@ -8,17 +8,13 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cockpit_lab.tinyvm import ANSWER, initramfs, wait_lease
 from tests.integration.conftest import need_tools
 from tests.integration.netns_helpers import LNI_ADDRESS, Lan
 from tests.integration.test_lni_netns import lan  # noqa: F401 - the fixture
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
-
-from cockpit_lab.tinyvm import ANSWER, initramfs, wait_lease
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cockpit_lab.imds_stub import ImdsStub
 from prometheus_client.parser import text_string_to_metric_families
 
 from cockpit_agent.cli import main
-from cockpit_agent.imds_stub import ImdsStub
 from tests.unit.test_state import start_holder
 
 OUTPOST = "arn:aws:outposts:us-west-2:111122223333:outpost/op-0fixture00000001"

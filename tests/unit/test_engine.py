@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cockpit_lab.imds_stub import ImdsStub
 
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Engine, Finding
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.host.files import Files
-from cockpit_agent.imds_stub import ImdsStub
 from cockpit_agent.reconcile import reconcile
 from tests.fakes import FakeRunner
 

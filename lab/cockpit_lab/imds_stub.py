@@ -1,5 +1,9 @@
 """A small IMDSv2 stand-in for tests and the lab: serves a JSON tree behind the token protocol.
 
+A test double, not part of the agent: it uses the standard library only, because the lab's
+guest runs this file with its system python3 (lab/cockpit_lab/seed.py copies it into the seed),
+and the tests import it as `cockpit_lab.imds_stub`.
+
 The tree is a nested JSON object mirroring the paths under `/`: an object is served as a
 directory listing (sub-objects with a trailing slash), a string as text, anything else as
 JSON. A dated version (`/2021-03-23/meta-data/...`, what cloud-init's EC2 datasource asks for)
@@ -184,8 +188,8 @@ class ImdsStub:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`cockpit-agent-imds-stub --tree FILE [--host ADDR] [--port N]`: serve until killed."""
-    parser = argparse.ArgumentParser(prog="cockpit-agent-imds-stub", description=__doc__)
+    """`python3 imds_stub.py --tree FILE [--host ADDR] [--port N]`: serve until killed."""
+    parser = argparse.ArgumentParser(prog="imds_stub.py", description=__doc__)
     parser.add_argument("--tree", type=Path, required=True, help="JSON tree to serve")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
