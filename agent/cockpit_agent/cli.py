@@ -90,7 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     rec = add("reconcile", "converge the host: observe, plan, apply and verify every step")
-    rec.add_argument("--only", action="append", default=[], metavar="STEP", help="run only STEP")
+    rec.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="run only STEP (repeatable): rootfs, storage, virt, lni (the bridge) or "
+        "libvirt_network (the libvirt networks on it); the others are skipped, and a step "
+        "whose dependency is skipped runs as usual",
+    )
     rec.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     rec.add_argument(
         "--wait",
