@@ -22,7 +22,7 @@ import pytest
 from cockpit_lab.build import image_path
 from cockpit_lab.procs import reap_stale, record_driver
 from cockpit_lab.recipe import default_recipe
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.helpers.libvirt_fake import STOCK_DUMP
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 from cockpit_agent.render.libvirt_network import (
     LibvirtNetworkSpec,

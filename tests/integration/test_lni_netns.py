@@ -8,19 +8,14 @@ so the address only comes back if the bridge carries the LNI's MAC.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
 from tests.integration.netns_helpers import (
     LNI_ADDRESS,
     LNI_MAC,
     MGMT_MAC,
-    NETNS_TOOLS,
     Lan,
-    existing_namespaces,
 )
 
 from cockpit_agent.config import Config, LniConfig
@@ -50,24 +45,6 @@ INTERFACES = [
     ImdsInterface(mac=MGMT_MAC, device_number=0, local_ipv4s=["10.98.0.10"]),
     ImdsInterface(mac=LNI_MAC, device_number=1, local_ipv4s=[LNI_ADDRESS]),
 ]
-
-
-@pytest.fixture
-def lan(tmp_path: Path) -> Iterator[Lan]:
-    """The host and lan namespaces, always torn down and checked to be gone."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    need_tools(*NETNS_TOOLS)
-    net = Lan(tmp_path)
-    try:
-        net.build()
-        yield net
-    finally:
-        failed = net.cleanup()
-        left = {net.host, net.lan} & set(existing_namespaces())
-        assert not failed, f"teardown failed: {failed}"
-        assert not left, f"namespaces left behind: {left}"
-        assert not net.etc.exists()
 
 
 def _ctx(lan: Lan, tmp_path: Path, timeout: float) -> Ctx:

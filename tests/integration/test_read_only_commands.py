@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from cockpit_lab.imds_stub import ImdsStub
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 from cockpit_agent.state import State, save_state
 

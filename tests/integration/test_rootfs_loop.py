@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx
@@ -33,7 +33,7 @@ from cockpit_agent.steps.rootfs.observed import (
 from cockpit_agent.steps.rootfs.step import RootfsStep
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import LoopDevices
+    from tests.helpers.loops import LoopDevices
 
 pytestmark = pytest.mark.integration
 MIB = 1024**2

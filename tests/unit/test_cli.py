@@ -11,7 +11,7 @@ from cockpit_lab.imds_stub import ImdsStub
 from prometheus_client.parser import text_string_to_metric_families
 
 from cockpit_agent.cli import main
-from tests.unit.test_state import start_holder
+from tests.helpers.lock import start_holder
 
 OUTPOST = "arn:aws:outposts:us-west-2:111122223333:outpost/op-0fixture00000001"
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "agent")}

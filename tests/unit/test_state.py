@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from cockpit_agent.state import (
     run_lock,
     save_state,
 )
+from tests.helpers.lock import start_holder
 
 
 def a_run(run_id: str = "r1", result: str = "changed") -> RunRecord:
@@ -164,25 +163,6 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"schema_version": 99, "instance_id": "i-1"}))
     with pytest.raises(StateError, match="schema version 99"):
         read_state(path)
-
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from cockpit_agent.state import run_lock
-with run_lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-"""
-
-
-def start_holder(lock: Path, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def test_lock_held_by_another_process_names_its_pid(tmp_path: Path) -> None:

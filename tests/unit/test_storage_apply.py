@@ -36,7 +36,7 @@ from cockpit_agent.steps.storage.actions import (
     WriteMdadmConf,
 )
 from tests.fakes import FakeRunner
-from tests.unit.test_storage import (
+from tests.helpers.storage import (
     CONF,
     FS_UUID,
     MP,
