@@ -73,7 +73,7 @@ def state_file(tmp_path: Path, result: str = "converged", instance: str = "i-1")
     run.result = result  # type: ignore[assignment]
     status = "failed" if result == "failed" else "converged"
     run.steps.append(
-        StepRecord(name="storage", status=status, started_at=now(), error="mdadm: busy")  # type: ignore[arg-type]
+        StepRecord(name="storage", status=status, started_at=now(), error="mdadm: busy")
     )
     state.add_run(run)
     path = tmp_path / "state.json"
@@ -208,7 +208,7 @@ class DriftingStep(FixedStep):
 
     planned: tuple[Rewrite, ...] = ()
 
-    def plan(self, observed: None, ctx: Ctx) -> list[Rewrite]:
+    def plan(self, observed: int, ctx: Ctx) -> list[Rewrite]:
         return list(self.planned)
 
 
@@ -216,7 +216,7 @@ def test_a_non_empty_plan_is_drift(tmp_path: Path) -> None:
     step = DriftingStep(
         "storage", [Finding("ok", "mounted", "mounted")], planned=(Rewrite("/etc/fstab"),)
     )
-    found = check(tmp_path, [step])  # type: ignore[list-item]
+    found = check(tmp_path, [step])
     drift = [f for f in found if f.code == "storage-drift"]
     assert [(f.severity, f.step, f.message) for f in drift] == [
         ("warning", "storage", "reconcile would: rewrite /etc/fstab")
@@ -227,7 +227,7 @@ def test_a_non_empty_plan_is_drift(tmp_path: Path) -> None:
 
 def test_no_plan_no_drift(tmp_path: Path) -> None:
     step = DriftingStep("storage", [Finding("ok", "mounted", "mounted")])
-    assert exit_code(check(tmp_path, [step])) == 0  # type: ignore[list-item]
+    assert exit_code(check(tmp_path, [step])) == 0
 
 
 @dataclass

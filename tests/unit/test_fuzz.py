@@ -62,7 +62,7 @@ def workdir() -> Iterator[Path]:
 
 # Text as hosts and tools write it: mostly printable, sometimes anything at all; and the
 # characters that trip parsers ("²".isdigit() is true, int("²") raises; quotes; escapes).
-LINE_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+LINE_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
 TRICKY = st.sampled_from(
     ["", " ", "0", "²", "\u0661", "-1", "1e3", '"', "'", "\\", "\\040", "\x00"]
 )
@@ -163,7 +163,7 @@ IDENTITY = st.fixed_dictionaries(
 def imds_answers(draw: st.DrawFn) -> dict[str, bytes | int]:
     """A body (or an HTTP status) for every path the client asks; "*" for any other."""
     macs = draw(st.lists(MACS, max_size=3))
-    answer = {
+    answer: dict[str, bytes | int] = {
         TOKEN_PATH: draw(plausible_or_anything(st.just("AQAEAtoken=="))),
         IDENTITY_PATH: draw(plausible_or_anything(IDENTITY | JSON_VALUES.map(json.dumps))),
         PRIMARY_MAC_PATH: draw(plausible_or_anything(MACS)),

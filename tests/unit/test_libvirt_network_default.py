@@ -76,7 +76,10 @@ class Host:
 
     @property
     def record(self) -> dict[str, Any]:
-        return self.step_data.get("libvirt_network", {}).get("default_network", {})
+        record: dict[str, Any] = self.step_data.get("libvirt_network", {}).get(
+            "default_network", {}
+        )
+        return record
 
     def call_index(self, *tail: str) -> int:
         return next(i for i, c in enumerate(self.libvirt.calls) if c[4:] == tail)

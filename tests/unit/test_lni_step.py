@@ -12,7 +12,12 @@ from cockpit_agent.engine import Engine
 from cockpit_agent.errors import AgentError, UnsafeDevice
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.netlink import LinkState
-from cockpit_agent.steps.lni.actions import AwaitBridgeAddress, EnslaveLink
+from cockpit_agent.steps.lni.actions import (
+    AwaitBridgeAddress,
+    EnslaveLink,
+    MaskEc2NetUtilsUnits,
+    WriteNetworkFiles,
+)
 from tests.helpers.lni import (
     CONVERGED,
     FRESH,
@@ -245,7 +250,7 @@ def test_netplan_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None
     netplan = platform("networkd", netplan=True)
     path = "/etc/netplan/90-cockpit-agent-br-lni.yaml"
     step, ctx = world.step(), world.ctx(FRESH, platform=netplan)
-    [write] = [a for a in step.plan(step.observe(ctx), ctx) if names([a]) == ["WriteNetworkFiles"]]
+    [write] = [a for a in step.plan(step.observe(ctx), ctx) if isinstance(a, WriteNetworkFiles)]
     world.write(path, write.files[0].content)
     world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(operstate="DOWN")]
     world.live.bridge_state = LinkState("br-lni", False, None, (), ())
@@ -319,12 +324,14 @@ def test_ec2_net_utils_units_for_the_lni_are_masked(world: World) -> None:
     assert "also configured by cloud-init, amazon-ec2-net-utils" in step.summarize(observed)
     actions = step.plan(observed, ctx)
     assert names(actions)[0] == "MaskEc2NetUtilsUnits"
-    assert actions[0].units == ("policy-routes@ens6.service", "refresh-policy-routes@ens6.timer")
-    world.runner.expect("systemctl", "mask", *actions[0].units)
-    world.runner.expect("systemctl", "stop", *actions[0].units)
-    step.apply(actions[0], ctx)
+    mask = actions[0]
+    assert isinstance(mask, MaskEc2NetUtilsUnits)
+    assert mask.units == ("policy-routes@ens6.service", "refresh-policy-routes@ens6.timer")
+    world.runner.expect("systemctl", "mask", *mask.units)
+    world.runner.expect("systemctl", "stop", *mask.units)
+    step.apply(mask, ctx)
     Files(world.tmp_path).path("/etc/systemd/system").mkdir(parents=True)
-    for unit in actions[0].units:
+    for unit in mask.units:
         os.symlink("/dev/null", Files(world.tmp_path).path(f"/etc/systemd/system/{unit}"))
     assert "MaskEc2NetUtilsUnits" not in names(world.plan(world.ctx(FRESH)))
 

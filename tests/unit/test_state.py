@@ -9,7 +9,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from cockpit_agent.errors import LockHeld, StateError
-from cockpit_agent.host import files
 from cockpit_agent.state import (
     KEEP_RUNS,
     RunRecord,
@@ -112,7 +111,7 @@ def test_crash_between_write_and_rename_leaves_old_file(
     def crash(src: str, dst: str) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(files.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # files.py writes with os.replace
     with pytest.raises(StateError, match=r"cannot write the state file .*: power cut"):
         save_state(path, State(instance_id="i-new"))
     assert path.read_bytes() == before

@@ -43,9 +43,9 @@ def platform(family: str, pm: str | None) -> Platform:
     return Platform(
         os_id={"debian": "debian", "rhel": "rocky", "amazon": "amzn"}[family],
         os_version="12",
-        os_family=family,  # type: ignore[arg-type]
+        os_family=family,
         pretty_name=f"{family} test",
-        package_manager=pm,  # type: ignore[arg-type]
+        package_manager=pm,
         network_manager="networkd",
         netplan=False,
         init="systemd",
