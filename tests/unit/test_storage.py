@@ -1,5 +1,6 @@
 """The storage step's plans from fixture facts: fresh, reused, degraded, wiped, fallbacks, and
-every hostile drive. `World` builds one host: disks, arrays, files under tmp_path, mountinfo.
+every hostile drive. `World` (tests/helpers/storage.py) builds one host: disks, arrays, files
+under tmp_path, mountinfo.
 """
 
 from __future__ import annotations
