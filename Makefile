@@ -29,7 +29,8 @@ lint: venv
 	$(VENV)/bin/ruff check agent tests lab bench packaging
 	$(VENV)/bin/ruff format --check agent tests lab bench packaging
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict lab/cockpit_lab
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mypy --strict tests lab/cockpit_lab bench
 	$(VENV)/bin/mypy --strict packaging/make_packages.py packaging/example_config.py
 
 unit: venv

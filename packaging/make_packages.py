@@ -107,7 +107,7 @@ def install_tree(minor: str, agent: Path, wheels: Path, target: Path) -> None:
         offline = ["--no-index", "--find-links", str(wheels), "--no-compile"]
         into = ["-r", req.name, "--target", str(target)]
         run(pip("install", "--quiet", *offline, *locked, *into, minor=minor))
-    # Console scripts (the launcher replaces the agent's; the IMDS stub's is a test double) and
+    # The console script (the launcher replaces it) and
     # the wheel's data files (the recipes install the units and the example themselves).
     for extra in ("bin", "share"):
         shutil.rmtree(target / extra, ignore_errors=True)

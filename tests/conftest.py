@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 import structlog
+from cockpit_lab.imds_stub import ImdsStub
 from hypothesis import HealthCheck, settings
-
-from cockpit_agent.imds_stub import ImdsStub
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

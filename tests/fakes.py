@@ -1,4 +1,5 @@
-"""Test doubles shared by the unit tests."""
+"""The runners of the tests: FakeRunner answers from a table (the unit tests), RecordingRunner
+runs for real and remembers every answer (the integration tests, the fixture captures)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cockpit_agent.errors import CommandFailed, CommandNotFound
-from cockpit_agent.host.run import Result
+from cockpit_agent.host.run import Result, SubprocessRunner
 
 
 class UnexpectedCommand(AssertionError):
@@ -48,3 +49,31 @@ class FakeRunner:
         if rc not in ok:
             raise CommandFailed(key, rc, err)
         return Result(key, rc, out, err)
+
+
+class RecordingRunner(SubprocessRunner):
+    """The real runner, remembering every command with its answer (failures too) in `results`;
+    `calls` are their argv, as FakeRunner's."""
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    @property
+    def calls(self) -> list[tuple[str, ...]]:
+        """Every command run, in order."""
+        return [r.argv for r in self.results]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        ok: Sequence[int] = (0,),
+        timeout: float | None = 300.0,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        result = super().run(argv, ok=range(256), timeout=timeout, input=input, env=env)
+        self.results.append(result)
+        if result.rc not in ok:
+            raise CommandFailed(result.argv, result.rc, result.stderr)
+        return result

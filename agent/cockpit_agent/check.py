@@ -1,8 +1,11 @@
-"""`cockpit-agent check`: observe the live host and report findings; changes nothing.
+"""`cockpit-agent check`: observe the live host and report findings; changes nothing
+(unless it repairs).
 
-Findings come from the state file (last run, instance) and from each enabled step's
-verify(). `--prometheus` writes a node_exporter textfile; repair (opt-in) reconciles only the
-steps whose findings are not OK.
+Findings come from the facts that could not be read, the state file (last run, instance, a
+failed attempt) and each enabled step's verify() and drift (a non-empty plan). Repair (opt-in)
+reconciles only the steps whose findings are not OK, then checks again. `--prometheus` writes
+a node_exporter textfile; under its timer the check logs the same findings at most once an
+hour.
 """
 
 from __future__ import annotations
@@ -11,24 +14,131 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from cockpit_agent.attempt import read_attempt
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding, Step
-from cockpit_agent.errors import StateError
-from cockpit_agent.facts.gather import Facts
+from cockpit_agent.errors import LockHeld, StateError
+from cockpit_agent.facts.gather import Facts, gather
 from cockpit_agent.facts.md import MdArray
 from cockpit_agent.host.files import Files, atomic_write
 from cockpit_agent.host.run import Runner, SubprocessRunner
-from cockpit_agent.state import State, read_state
+from cockpit_agent.reconcile import reconcile as reconcile_steps
+from cockpit_agent.state import RunRecord, State, read_state
+from cockpit_agent.steps import all_steps
 
 SEVERITY_EXIT = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 LABEL = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 LOG_REPEAT_SECONDS = 3600.0
+REPAIR_WAIT_SECONDS = 60.0
+MEMO_NAME = "check-log.json"
+
+Reconcile = Callable[..., RunRecord]
+
+
+@dataclass
+class CheckReport:
+    """What one check found, what it repaired, and what it has to say besides (on stderr)."""
+
+    findings: list[Finding]
+    repaired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def code(self) -> int:
+        """The monitoring-plugin exit code."""
+        return exit_code(self.findings)
+
+    @property
+    def summary(self) -> str:
+        """The first line a monitoring system shows."""
+        return summary_line(self.findings)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as `check --json` prints it."""
+        return {
+            "status": LABEL[self.code],
+            "exit_code": self.code,
+            "summary": self.summary,
+            "repaired_steps": self.repaired,
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+        }
+
+    def lines(self) -> list[str]:
+        """The report as `check` prints it: the summary line, what was repaired, each finding."""
+        out = [self.summary]
+        if self.repaired:
+            out.append(f"repaired: reconciled {', '.join(self.repaired)}")
+        for f in self.findings:
+            where = f"{f.step}: " if f.step else ""
+            out.append(f"[{f.severity.upper()}] {where}{f.code}: {f.message}")
+        return out
+
+
+def check(
+    config: Config,
+    *,
+    state_path: Path,
+    lock_path: Path,
+    repair: bool = False,
+    prometheus: Path | None = None,
+    gather_facts: Callable[[Config], Facts] | None = None,
+    reconcile: Reconcile | None = None,
+    steps: Sequence[Step[Any, Any]] | None = None,
+) -> CheckReport:
+    """The whole check: facts, findings, repair when asked (or health.auto_repair) and
+    something drifted, then facts and findings again; the Prometheus textfile; one log line.
+    `gather_facts`, `reconcile` and `steps` are the real ones unless a test passes its own."""
+    gather_facts = gather_facts or _gather
+    reconcile = reconcile or reconcile_steps
+    facts = gather_facts(config)
+    report = CheckReport(run_check(config, facts, state_path, steps))
+    drifted = drifted_steps(report.findings)
+    if (repair or config.health.auto_repair) and drifted:
+        try:
+            reconcile(
+                config,
+                state_path=state_path,
+                lock_path=lock_path,
+                wait_seconds=REPAIR_WAIT_SECONDS,
+                only=drifted,
+            )
+        except LockHeld as exc:
+            report.notes.append(f"repair skipped: {exc}")
+        else:
+            facts = gather_facts(config)
+            report = CheckReport(run_check(config, facts, state_path, steps), repaired=drifted)
+    if prometheus is not None:
+        state, _ = load_state(state_path)
+        write_prometheus(prometheus, prometheus_text(report.findings, state, facts, now()))
+    log_report(report, memo_path(lock_path))
+    return report
+
+
+def _gather(config: Config) -> Facts:
+    return gather(config, SubprocessRunner())
+
+
+def memo_path(lock_path: Path) -> Path | None:
+    """Under its timer (systemd sets INVOCATION_ID) the check dedupes its journal line with a
+    memo in the runtime directory (/run/cockpit-agent); run by hand it logs every time and
+    writes nothing."""
+    return lock_path.parent / MEMO_NAME if os.environ.get("INVOCATION_ID") else None
+
+
+def log_report(report: CheckReport, memo: Path | None) -> None:
+    """One journal line per check; with a memo, the same findings at most once an hour."""
+    if memo is None or should_log(report.findings, memo, now()):
+        level = {0: "info", 1: "warning"}.get(report.code, "error")
+        getattr(structlog.get_logger("cockpit_agent"), level)("check", summary=report.summary)
 
 
 def state_findings(facts: Facts, state: State | None, state_path: Path) -> list[Finding]:
@@ -100,8 +210,6 @@ def run_check(
     """Every finding: unreadable facts, the state file, then each enabled step's verify() and
     its drift (what its plan would change)."""
     if steps is None:
-        from cockpit_agent.steps import all_steps  # noqa: PLC0415
-
         steps = all_steps()
     findings = [
         Finding("warning", "facts-unavailable", f"{part}: {err}")

@@ -19,7 +19,6 @@ from cockpit_agent.paths import CONFIG_PATH, LOCK_PATH, STATE_PATH
 
 if TYPE_CHECKING:
     from cockpit_agent.config import Config
-    from cockpit_agent.engine import Finding
     from cockpit_agent.facts.gather import Facts
     from cockpit_agent.state import RunRecord
 
@@ -91,7 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     rec = add("reconcile", "converge the host: observe, plan, apply and verify every step")
-    rec.add_argument("--only", action="append", default=[], metavar="STEP", help="run only STEP")
+    rec.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="run only STEP (repeatable): rootfs, storage, virt, lni (the bridge) or "
+        "libvirt_network (the libvirt networks on it); the others are skipped, and a step "
+        "whose dependency is skipped runs as usual",
+    )
     rec.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     rec.add_argument(
         "--wait",
@@ -431,56 +438,28 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Observe and report; exit by the monitoring-plugin convention."""
-    from cockpit_agent.errors import ConfigError, LockHeld  # noqa: PLC0415
+    from cockpit_agent.errors import ConfigError  # noqa: PLC0415
 
     try:
         config = _setup(args)
     except ConfigError as exc:
         return _check_unknown(args, f"configuration: {exc}")
-    from cockpit_agent import check  # noqa: PLC0415
-    from cockpit_agent.reconcile import reconcile  # noqa: PLC0415
+    from cockpit_agent.check import check  # noqa: PLC0415
 
-    facts = _facts(config)
-    findings = check.run_check(config, facts, args.state)
-    repaired: list[str] = []
-    if (args.repair or config.health.auto_repair) and check.drifted_steps(findings):
-        repaired = check.drifted_steps(findings)
-        try:
-            reconcile(
-                config, state_path=args.state, lock_path=args.lock, wait_seconds=60.0, only=repaired
-            )
-        except LockHeld as exc:
-            _err(f"repair skipped: {exc}")
-            repaired = []
-        else:
-            facts = _facts(config)
-            findings = check.run_check(config, facts, args.state)
-    code = check.exit_code(findings)
-    line = check.summary_line(findings)
-    if args.prometheus:
-        state, _ = check.load_state(args.state)
-        check.write_prometheus(
-            args.prometheus, check.prometheus_text(findings, state, facts, check.now())
-        )
-    _log_check(args, line, code, findings)
+    report = check(
+        config,
+        state_path=args.state,
+        lock_path=args.lock,
+        repair=args.repair,
+        prometheus=args.prometheus,
+    )
+    for note in report.notes:
+        _err(note)
     if args.json:
-        _out(
-            {
-                "status": check.LABEL[code],
-                "exit_code": code,
-                "summary": line,
-                "repaired_steps": repaired,
-                "findings": [f.__dict__ for f in findings],
-            }
-        )
-        return code
-    print(line)
-    if repaired:
-        print(f"repaired: reconciled {', '.join(repaired)}")
-    for f in findings:
-        where = f"{f.step}: " if f.step else ""
-        print(f"[{f.severity.upper()}] {where}{f.code}: {f.message}")
-    return code
+        _out(report.as_json())
+    else:
+        print("\n".join(report.lines()))
+    return report.code
 
 
 def _check_unknown(args: argparse.Namespace, message: str) -> int:
@@ -493,20 +472,6 @@ def _check_unknown(args: argparse.Namespace, message: str) -> int:
     else:
         print(line)
     return 3
-
-
-def _log_check(args: argparse.Namespace, line: str, code: int, findings: list[Finding]) -> None:
-    """One journal line per check; the same findings at most once an hour."""
-    import structlog  # noqa: PLC0415
-
-    from cockpit_agent import check  # noqa: PLC0415
-
-    # Under its timer the check dedupes its journal line with a memo in the runtime directory
-    # (/run/cockpit-agent); run by hand it logs every time and writes nothing.
-    memo = args.lock.parent / "check-log.json" if os.environ.get("INVOCATION_ID") else None
-    if memo is None or check.should_log(findings, memo, check.now()):
-        level = {0: "info", 1: "warning"}.get(code, "error")
-        getattr(structlog.get_logger("cockpit_agent"), level)("check", summary=line)
 
 
 if __name__ == "__main__":

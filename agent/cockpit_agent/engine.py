@@ -15,9 +15,10 @@ import structlog
 from cockpit_agent import __version__
 from cockpit_agent.config import Config
 from cockpit_agent.errors import AgentError
+from cockpit_agent.facts.gather import Facts
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import Runner
-from cockpit_agent.host.services import Notifier
+from cockpit_agent.host.systemd import Notifier
 from cockpit_agent.state import FindingRecord, RunRecord, StepRecord, now
 
 Severity = Literal["ok", "warning", "critical", "unknown"]
@@ -51,7 +52,7 @@ class Ctx:
 
     runner: Runner
     files: Files
-    facts: Any
+    facts: Facts
     config: Config
     log: Any = field(default_factory=lambda: structlog.get_logger("cockpit_agent"))
     notifier: Notifier = field(default_factory=Notifier)
@@ -60,6 +61,10 @@ class Ctx:
     # Saves the state file (step_data included) now, not only at the end of the run: a step
     # calls it after recording what it is about to create, so a kill cannot lose the record.
     checkpoint: Callable[[], None] = lambda: None
+    # What one action of a step hands to a later action of the same step in this run (the
+    # LNI step's rollback snapshot): emptied before each step, never saved. Steps themselves
+    # keep nothing between calls.
+    scratch: dict[str, object] = field(default_factory=dict)
 
 
 ObsT = TypeVar("ObsT")
@@ -175,6 +180,7 @@ class Engine:
 
     def _converge(self, step: Step[Any, Any], ctx: Ctx, record: StepRecord, dry_run: bool) -> None:
         log = ctx.log.bind(step=step.name)
+        ctx.scratch.clear()
         phase = "observe"
         try:
             ctx.notifier.status(f"{step.name}: observing")

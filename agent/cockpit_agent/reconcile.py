@@ -13,18 +13,11 @@ from cockpit_agent.engine import Ctx, Engine
 from cockpit_agent.facts.gather import gather
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import SubprocessRunner
+from cockpit_agent.host.sysfs import boot_id
 from cockpit_agent.state import RunRecord, load_for_instance, run_lock, save_state
 from cockpit_agent.steps import all_steps
 
 log = structlog.get_logger("cockpit_agent")
-
-
-def boot_id() -> str | None:
-    """This boot's id, so runs of different boots can be told apart."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
 
 
 def reconcile(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cockpit_agent.errors import LockHeld, StateError
 from cockpit_agent.facts.location import Location
@@ -81,6 +81,19 @@ class State(BaseModel):
     step_data: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="What each step created, to recognise it later."
     )
+
+    @model_validator(mode="after")
+    def _move_step_data(self) -> State:
+        """Records a step kept under another step's name before it had its own: the
+        libvirt_network step's record of libvirt's `default` was the lni step's
+        "default_network" (docs/adr/0016-libvirt-network-step.md)."""
+        lni = self.step_data.get("lni", {})
+        if "default_network" in lni:
+            moved = self.step_data.setdefault("libvirt_network", {})
+            moved.setdefault("default_network", lni.pop("default_network"))
+            if not lni:
+                del self.step_data["lni"]
+        return self
 
     @property
     def last_run(self) -> RunRecord | None:

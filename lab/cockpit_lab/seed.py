@@ -21,7 +21,7 @@ from cockpit_lab.recipe import LNI_GUEST_IP, LNI_MAC, MGMT_GUEST_IP, MGMT_MAC, R
 
 FIXTURE_TREE = REPO_DIR / "tests/fixtures/imds/outposts-server.json"
 # The IMDS stand-in (standard library only): the guest runs it with its own python3.
-IMDS_STUB = REPO_DIR / "agent/cockpit_agent/imds_stub.py"
+IMDS_STUB = Path(__file__).with_name("imds_stub.py")
 
 LAB_CONFIG = """\
 # The lab's agent configuration (written by lab/cockpit_lab/seed.py).

@@ -9,15 +9,11 @@ removed otherwise; COCKPIT_LAB_KEEP=1 keeps it always.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pluggy
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
-
 from cockpit_lab.build import agent_package, baked_image
 from cockpit_lab.recipe import default_recipe
 from cockpit_lab.vm import Lab, LabSpec, new_run_dir

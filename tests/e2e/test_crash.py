@@ -39,17 +39,25 @@ CRASH_SETUP = {
     "storage": tear_down(wipe=True),
     "lni": f"""
 rm -f {AGENT_NETPLAN}
-virsh -q -c qemu:///system net-destroy lni || true
-virsh -q -c qemu:///system net-undefine lni || true
 ip link delete br-lni || true
 netplan apply
 """,
+    "libvirt_network": """
+virsh -q -c qemu:///system net-destroy lni || true
+virsh -q -c qemu:///system net-undefine lni || true
+""",
 }
+UNTOUCHED = {CLOUD_INIT_NETPLAN: "", "/etc/fstab": "", "/etc/mdadm/mdadm.conf": ""}
 CRASH_FILES = {
     "storage": {"/etc/fstab": MP, "/etc/mdadm/mdadm.conf": "cockpit-data"},
-    "lni": {CLOUD_INIT_NETPLAN: "", "/etc/fstab": "", "/etc/mdadm/mdadm.conf": ""},
+    "lni": UNTOUCHED,
+    "libvirt_network": UNTOUCHED,
 }
-OURS = {"storage": {"/etc/fstab": 1, "/etc/mdadm/mdadm.conf": 1}, "lni": {}}
+OURS = {
+    "storage": {"/etc/fstab": 1, "/etc/mdadm/mdadm.conf": 1},
+    "lni": {},
+    "libvirt_network": {},
+}
 
 
 def crash(lab: Lab, step: str, k: int) -> dict[str, Any]:
@@ -82,7 +90,7 @@ def crash_problems(report: dict[str, Any]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("step", ["storage", "lni"])
+@pytest.mark.parametrize("step", ["storage", "lni", "libvirt_network"])
 def test_a_kill_at_any_action_converges_on_the_next_run(lab: Lab, step: str) -> None:
     # Issue 14: for every k, the step is made to act and the agent is killed (SIGKILL to its
     # session, as systemd kills a unit) while it applies its k-th action; the next run must
@@ -100,6 +108,9 @@ def test_a_kill_at_any_action_converges_on_the_next_run(lab: Lab, step: str) -> 
     assert not {k: v for k, v in failed.items() if v[1]}, failed
     if step == "lni":
         assert ipv4(links(lab)["br-lni"]) == [LNI_GUEST_IP]
+    elif step == "libvirt_network":
+        info = sh(lab, "virsh -c qemu:///system net-info lni")
+        assert "Active:         yes" in info and "Autostart:      yes" in info, info
     else:
         assert sh(lab, f"findmnt -n -o FSTYPE {MP}").strip() == "xfs"
 

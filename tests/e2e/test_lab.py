@@ -231,6 +231,8 @@ def test_cockpit_answers_on_the_management_and_lni_paths(lab: Lab) -> None:
 
 
 def test_the_lni_network_is_active_and_autostarted(lab: Lab) -> None:
+    record = step_record(lab, "libvirt_network")
+    assert (record["status"], record["error"]) == ("changed", None), record
     info = sh(lab, "virsh -c qemu:///system net-info lni")
     assert "Active:         yes" in info and "Autostart:      yes" in info, info
     xml = sh(lab, "virsh -c qemu:///system net-dumpxml lni")

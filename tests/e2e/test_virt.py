@@ -56,6 +56,8 @@ def test_cockpit_login_page_answers_through_the_forward(lab: Lab) -> None:
 def test_the_lni_network_is_active_and_autostarted(lab: Lab) -> None:
     lni = step_record(lab, "lni")
     assert lni["status"] == "changed", lni
+    network = step_record(lab, "libvirt_network")
+    assert network["status"] == "changed", network
     info = lab.ssh("virsh -c qemu:///system net-info lni").stdout
     assert "Active:         yes" in info and "Autostart:      yes" in info, info
     xml = lab.ssh("virsh -c qemu:///system net-dumpxml lni").stdout

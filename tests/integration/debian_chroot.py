@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 CACHE = Path(os.environ.get("COCKPIT_TEST_CACHE", "/var/cache/cockpit-agent-tests"))
 MIRROR = "http://deb.debian.org/debian"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from tests.ansible_run import PLAYBOOK, PlaybookRun, run_playbook
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 from tests.integration.debian_chroot import RECONCILE, Chroot, debian_chroot, standin_deb
 
 pytestmark = pytest.mark.integration

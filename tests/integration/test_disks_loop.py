@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import ByteSize
+from tests.fakes import RecordingRunner
 
 from cockpit_agent.config import StorageConfig
 from cockpit_agent.facts.disks import gather_disks
-from cockpit_agent.host.run import Result, SubprocessRunner
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import LoopDevices
+    from tests.helpers.loops import LoopDevices
 
 pytestmark = pytest.mark.integration
 MIB = 1024**2
-
-
-class RecordingRunner(SubprocessRunner):
-    """The real runner, remembering every command it ran."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        ok: Sequence[int] = (0,),
-        timeout: float | None = 300.0,
-        input: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Result:
-        self.calls.append(tuple(argv))
-        return super().run(argv, ok=ok, timeout=timeout, input=input, env=env)
 
 
 def test_loop_devices_are_classified(loops: LoopDevices) -> None:

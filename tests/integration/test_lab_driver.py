@@ -19,17 +19,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.integration.conftest import need_tools
+from cockpit_lab.build import image_path
+from cockpit_lab.procs import reap_stale, record_driver
+from cockpit_lab.recipe import default_recipe
+from tests.helpers.tools import need_tools
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).with_name("lab_standin.py")
-sys.path.insert(0, str(ROOT / "lab"))
-
-from cockpit_lab.build import image_path  # noqa: E402
-from cockpit_lab.procs import reap_stale, record_driver  # noqa: E402
-from cockpit_lab.recipe import default_recipe  # noqa: E402
 
 
 @pytest.fixture(scope="module")

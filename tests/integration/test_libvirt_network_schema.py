@@ -1,7 +1,7 @@
-"""Every network definition the LNI step gives `virsh net-define` is valid by libvirt's own
-schema, and the stock network the agent recognises is the one libvirt ships. Both from Debian
-12's packages (libvirt0's schemas/network.rng, libvirt-daemon-config-network's default.xml),
-unpacked by tests/install-deps.sh, checked with xmllint; no libvirtd runs here."""
+"""Every network definition the libvirt_network step gives `virsh net-define` is valid by
+libvirt's own schema, and the stock network the agent recognises is the one libvirt ships.
+Both from Debian 12's packages (libvirt0's schemas/network.rng, libvirt-daemon-config-network's
+default.xml), unpacked by tests/install-deps.sh, checked with xmllint; no libvirtd runs here."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
-from tests.unit.test_lni_default_network import STOCK_DUMP
+from tests.helpers.libvirt_fake import STOCK_DUMP
+from tests.helpers.tools import need_tools
 
-from cockpit_agent.render.libvirt_network import LibvirtNetworkSpec, render_libvirt_network
-from cockpit_agent.steps.lni_default_network import (
+from cockpit_agent.render.libvirt_network import (
+    LibvirtNetworkSpec,
+    renamed_xml,
+    render_libvirt_network,
+)
+from cockpit_agent.steps.libvirt_network.observed import (
     LIBVIRT_STOCK_XML,
     STOCK_TEMPLATE,
-    is_stock,
-    renamed_xml,
+    NetworkState,
 )
-from cockpit_agent.steps.lni_libvirt import NetworkState
+from cockpit_agent.steps.libvirt_network.plan import is_stock
 
 pytestmark = pytest.mark.integration
 

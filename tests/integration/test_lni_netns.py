@@ -8,19 +8,14 @@ so the address only comes back if the bridge carries the LNI's MAC.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
 from tests.integration.netns_helpers import (
     LNI_ADDRESS,
     LNI_MAC,
     MGMT_MAC,
-    NETNS_TOOLS,
     Lan,
-    existing_namespaces,
 )
 
 from cockpit_agent.config import Config, LniConfig
@@ -31,7 +26,7 @@ from cockpit_agent.facts.links import read_links
 from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import SubprocessRunner
-from cockpit_agent.steps.lni import LniStep
+from cockpit_agent.steps.lni.step import LniStep
 
 pytestmark = pytest.mark.integration
 
@@ -52,24 +47,6 @@ INTERFACES = [
 ]
 
 
-@pytest.fixture
-def lan(tmp_path: Path) -> Iterator[Lan]:
-    """The host and lan namespaces, always torn down and checked to be gone."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    need_tools(*NETNS_TOOLS)
-    net = Lan(tmp_path)
-    try:
-        net.build()
-        yield net
-    finally:
-        failed = net.cleanup()
-        left = {net.host, net.lan} & set(existing_namespaces())
-        assert not failed, f"teardown failed: {failed}"
-        assert not left, f"namespaces left behind: {left}"
-        assert not net.etc.exists()
-
-
 def _ctx(lan: Lan, tmp_path: Path, timeout: float) -> Ctx:
     """A fresh run: facts read now from the host namespace, files rooted under tmp_path."""
     facts = Facts(platform=PLATFORM, interfaces=INTERFACES, links=read_links(netns=lan.host))
@@ -84,7 +61,7 @@ def _ctx(lan: Lan, tmp_path: Path, timeout: float) -> Ctx:
 
 
 def _step(lan: Lan) -> LniStep:
-    return LniStep(netns=lan.host, which=lambda _program: None)  # no libvirt here
+    return LniStep(netns=lan.host)
 
 
 def test_bridge_takes_the_lni_and_its_address_then_converges(lan: Lan, tmp_path: Path) -> None:
@@ -92,11 +69,17 @@ def test_bridge_takes_the_lni_and_its_address_then_converges(lan: Lan, tmp_path:
     step = _step(lan)
     ctx = _ctx(lan, tmp_path, timeout=20)
     planned = [type(a).__name__ for a in step.plan(step.observe(ctx), ctx)]
-    assert planned == ["CreateBridge", "EnslaveLink", "StartDhcpClient", "AwaitBridgeAddress"]
+    assert planned == [
+        "SnapshotNetwork",
+        "CreateBridge",
+        "EnslaveLink",
+        "StartDhcpClient",
+        "AwaitBridgeAddress",
+    ]
 
     record = Engine([step]).run(ctx).steps[0]
     assert record.status == "changed", (record.error, lan.dhcp_log())
-    assert len(record.actions) == 4
+    assert len(record.actions) == 5
 
     links = {link.name: link for link in read_links(netns=lan.host)}
     bridge, lni, mgmt = links["br-lni"], links["lni0"], links["mgmt0"]

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
+from cockpit_lab.imds_stub import ImdsStub
+from tests.helpers.tools import need_tools
 
-from cockpit_agent.imds_stub import ImdsStub
 from cockpit_agent.state import State, save_state
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx
@@ -24,16 +24,16 @@ from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.rootfs import RootChain, read_root_chain
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import SubprocessRunner
-from cockpit_agent.steps.rootfs import RootfsStep
-from cockpit_agent.steps.rootfs_actions import GrowFilesystem, GrowPartition
-from cockpit_agent.steps.rootfs_measure import (
+from cockpit_agent.steps.rootfs.actions import GrowFilesystem, GrowPartition
+from cockpit_agent.steps.rootfs.observed import (
     XFS_MIN_AG_BLOCKS,
     resize2fs_target,
     xfs_growfs_target,
 )
+from cockpit_agent.steps.rootfs.step import RootfsStep
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import LoopDevices
+    from tests.helpers.loops import LoopDevices
 
 pytestmark = pytest.mark.integration
 MIB = 1024**2

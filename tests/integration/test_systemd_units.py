@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
+from tests.helpers.tools import need_tools
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 INSTALLED_AT = "/usr/bin/cockpit-agent"

@@ -8,17 +8,12 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import need_tools
-from tests.integration.netns_helpers import LNI_ADDRESS, Lan
-from tests.integration.test_lni_netns import lan  # noqa: F401 - the fixture
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
-
 from cockpit_lab.tinyvm import ANSWER, initramfs, wait_lease
+from tests.helpers.tools import need_tools
+from tests.integration.netns_helpers import LNI_ADDRESS, Lan
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +39,7 @@ def test_the_initramfs_holds_busybox_its_libraries_and_init(tmp_path: Path) -> N
     assert out.stdout == "runs\n", out.stderr
 
 
-def test_it_prints_its_lease_and_answers_from_the_lan(lan: Lan, tmp_path: Path) -> None:  # noqa: F811
+def test_it_prints_its_lease_and_answers_from_the_lan(lan: Lan, tmp_path: Path) -> None:
     need_tools("busybox", "cpio", "chroot")
     lan.start_dhcp_server()
     root = tmp_path / "root"

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cockpit_agent import check as checking
 from cockpit_agent.check import (
     drifted_steps,
     exit_code,
@@ -17,6 +18,7 @@ from cockpit_agent.check import (
 )
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
+from cockpit_agent.errors import LockHeld
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.imds import InstanceIdentity
 from cockpit_agent.facts.md import MdArray
@@ -71,7 +73,7 @@ def state_file(tmp_path: Path, result: str = "converged", instance: str = "i-1")
     run.result = result  # type: ignore[assignment]
     status = "failed" if result == "failed" else "converged"
     run.steps.append(
-        StepRecord(name="storage", status=status, started_at=now(), error="mdadm: busy")  # type: ignore[arg-type]
+        StepRecord(name="storage", status=status, started_at=now(), error="mdadm: busy")
     )
     state.add_run(run)
     path = tmp_path / "state.json"
@@ -206,7 +208,7 @@ class DriftingStep(FixedStep):
 
     planned: tuple[Rewrite, ...] = ()
 
-    def plan(self, observed: None, ctx: Ctx) -> list[Rewrite]:
+    def plan(self, observed: int, ctx: Ctx) -> list[Rewrite]:
         return list(self.planned)
 
 
@@ -214,7 +216,7 @@ def test_a_non_empty_plan_is_drift(tmp_path: Path) -> None:
     step = DriftingStep(
         "storage", [Finding("ok", "mounted", "mounted")], planned=(Rewrite("/etc/fstab"),)
     )
-    found = check(tmp_path, [step])  # type: ignore[list-item]
+    found = check(tmp_path, [step])
     drift = [f for f in found if f.code == "storage-drift"]
     assert [(f.severity, f.step, f.message) for f in drift] == [
         ("warning", "storage", "reconcile would: rewrite /etc/fstab")
@@ -225,4 +227,92 @@ def test_a_non_empty_plan_is_drift(tmp_path: Path) -> None:
 
 def test_no_plan_no_drift(tmp_path: Path) -> None:
     step = DriftingStep("storage", [Finding("ok", "mounted", "mounted")])
-    assert exit_code(check(tmp_path, [step])) == 0  # type: ignore[list-item]
+    assert exit_code(check(tmp_path, [step])) == 0
+
+
+@dataclass
+class Repairs:
+    """Stands in for reconcile: records what it was asked to reconcile, then makes `step`
+    converge (or raises `error`)."""
+
+    step: FixedStep
+    error: Exception | None = None
+    only: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, config: Config, **kwargs: Any) -> RunRecord:
+        self.only.append(list(kwargs["only"]))
+        if self.error is not None:
+            raise self.error
+        self.step.findings = [Finding("ok", "storage-array", "clean")]
+        return RunRecord(run_id="r", started_at=now(), agent_version="0")
+
+
+def drifted(tmp_path: Path, auto_repair: bool = False) -> tuple[FixedStep, dict[str, Any]]:
+    step = FixedStep("storage", [Finding("critical", "storage-not-mounted", "not mounted")])
+    config = Config.model_validate({"health": {"auto_repair": auto_repair}})
+    kwargs: dict[str, Any] = {
+        "state_path": state_file(tmp_path),
+        "lock_path": tmp_path / "lock",
+        "gather_facts": lambda _config: facts(),
+        "steps": [step],
+        "config": config,
+    }
+    return step, kwargs
+
+
+def test_repair_reconciles_the_drifted_steps_then_checks_again(tmp_path: Path) -> None:
+    step, kwargs = drifted(tmp_path)
+    repairs = Repairs(step)
+    report = checking.check(kwargs.pop("config"), repair=True, reconcile=repairs, **kwargs)
+    assert repairs.only == [["storage"]]
+    assert (report.code, report.repaired, report.notes) == (0, ["storage"], [])
+    assert report.lines()[:2] == ["OK - host converged", "repaired: reconciled storage"]
+    assert report.as_json()["repaired_steps"] == ["storage"]
+
+
+def test_auto_repair_repairs_without_being_asked(tmp_path: Path) -> None:
+    step, kwargs = drifted(tmp_path, auto_repair=True)
+    repairs = Repairs(step)
+    assert checking.check(kwargs.pop("config"), reconcile=repairs, **kwargs).repaired == ["storage"]
+    assert repairs.only == [["storage"]]
+
+
+def test_without_repair_nothing_is_reconciled(tmp_path: Path) -> None:
+    step, kwargs = drifted(tmp_path)
+    repairs = Repairs(step)
+    report = checking.check(kwargs.pop("config"), reconcile=repairs, **kwargs)
+    assert repairs.only == [] and report.repaired == []
+    assert (report.code, report.summary) == (2, "CRITICAL - not mounted")
+
+
+def test_a_held_lock_skips_the_repair_and_says_so(tmp_path: Path) -> None:
+    step, kwargs = drifted(tmp_path)
+    repairs = Repairs(step, error=LockHeld(str(tmp_path / "lock"), 4242))
+    report = checking.check(kwargs.pop("config"), repair=True, reconcile=repairs, **kwargs)
+    assert report.repaired == [] and report.code == 2
+    assert report.notes == [
+        f"repair skipped: another cockpit-agent run (process 4242) holds {tmp_path / 'lock'}"
+    ]
+
+
+def test_the_report_as_json_and_as_lines(tmp_path: Path) -> None:
+    _, kwargs = drifted(tmp_path)
+    report = checking.check(kwargs.pop("config"), **kwargs)
+    assert report.as_json() == {
+        "status": "CRITICAL",
+        "exit_code": 2,
+        "summary": "CRITICAL - not mounted",
+        "repaired_steps": [],
+        "findings": [
+            {
+                "severity": "critical",
+                "code": "storage-not-mounted",
+                "message": "not mounted",
+                "step": "storage",
+            }
+        ],
+    }
+    assert report.lines() == [
+        "CRITICAL - not mounted",
+        "[CRITICAL] storage: storage-not-mounted: not mounted",
+    ]

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cockpit_lab.imds_stub import ImdsStub
 from prometheus_client.parser import text_string_to_metric_families
 
 from cockpit_agent.cli import main
-from cockpit_agent.imds_stub import ImdsStub
-from tests.unit.test_state import start_holder
+from tests.helpers.lock import start_holder
 
 OUTPOST = "arn:aws:outposts:us-west-2:111122223333:outpost/op-0fixture00000001"
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "agent")}
@@ -121,7 +121,8 @@ def test_plan_prints_the_actions_then_each_steps_summary(lab: dict[str, str]) ->
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["0 action(s) planned", "steps:"]
     assert "  rootfs: skipped: disabled in the configuration" in lines
-    assert len(lines) == 2 + 4  # one line per step
+    assert "  libvirt_network: skipped: disabled in the configuration" in lines
+    assert len(lines) == 2 + 5  # one line per step
 
 
 def test_status_exit_codes(tmp_path: Path) -> None:

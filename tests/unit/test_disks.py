@@ -181,9 +181,12 @@ def test_unprobed_or_failed_probe_is_never_eligible() -> None:
 
 def test_loop_device_is_not_nvme_unless_listed() -> None:
     loop = raw("loop3", nvme=False, model="", size_bytes=64 * 1024**2)
-    small_ok = {"min_device_size": ByteSize(1024**2)}
-    assert codes(classify(loop, StorageConfig(**small_ok))) == ["not-nvme", "model-not-allowed"]
-    listed = StorageConfig(devices=["/dev/loop3"], **small_ok)
+    small_ok = ByteSize(1024**2)
+    assert codes(classify(loop, StorageConfig(min_device_size=small_ok))) == [
+        "not-nvme",
+        "model-not-allowed",
+    ]
+    listed = StorageConfig(devices=["/dev/loop3"], min_device_size=small_ok)
     assert classify(loop, listed).eligible
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cockpit_lab.imds_stub import ImdsStub
 
 from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Engine, Finding
 from cockpit_agent.errors import CommandFailed
+from cockpit_agent.facts.gather import Facts
 from cockpit_agent.host.files import Files
-from cockpit_agent.imds_stub import ImdsStub
 from cockpit_agent.reconcile import reconcile
 from tests.fakes import FakeRunner
 
@@ -79,7 +80,7 @@ def ctx(tmp_path: Path) -> Ctx:
     return Ctx(
         runner=FakeRunner(),
         files=Files(tmp_path),
-        facts=None,
+        facts=Facts(),
         config=Config(),
         notifier=RecordingNotifier(),  # type: ignore[arg-type]
     )
@@ -164,6 +165,36 @@ def test_only_and_disabled_steps_are_skipped(ctx: Ctx) -> None:
     assert status["b"][0] == "changed"
     assert status["c"] == ("skipped", "disabled in the configuration")
     assert a.world == set()
+
+
+def test_a_step_whose_dependency_only_skipped_is_planned_as_usual(ctx: Ctx) -> None:
+    # `reconcile --only libvirt_network`: virt and lni are not run, and not failed either.
+    a = WorldStep("a", ["x"], set())
+    b = WorldStep("b", ["y"], set(), depends_on=("a",))
+    run = Engine([a, b]).run(ctx, only=["b"])
+    status = {s.name: s.status for s in run.steps}
+    assert status == {"a": "skipped", "b": "changed"}
+    assert b.world == {"y"}
+
+
+def test_a_step_whose_dependency_is_disabled_is_planned_as_usual(ctx: Ctx) -> None:
+    a = WorldStep("a", ["x"], set(), on=False)
+    b = WorldStep("b", ["y"], set(), depends_on=("a",))
+    run = Engine([a, b]).run(ctx)
+    assert [s.status for s in run.steps] == ["skipped", "changed"]
+
+
+def test_scratch_is_emptied_before_each_step(ctx: Ctx) -> None:
+    seen: list[dict[str, object]] = []
+
+    @dataclass
+    class Handing(WorldStep):
+        def apply(self, action: Touch, ctx: Ctx) -> None:
+            seen.append(dict(ctx.scratch))
+            ctx.scratch[self.name] = action.name
+
+    Engine([Handing("a", ["x", "y"], set()), Handing("b", ["z"], set())]).run(ctx)
+    assert seen == [{}, {"a": "x"}, {}]
 
 
 def test_timings_are_recorded(ctx: Ctx) -> None:

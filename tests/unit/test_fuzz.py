@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from cockpit_agent.cli import main
 from cockpit_agent.config import ImdsConfig, load_config
 from cockpit_agent.errors import AgentError
-from cockpit_agent.facts import disks, md, platform, rootfs
+from cockpit_agent.facts import disks, md, platform
 from cockpit_agent.facts.imds import (
     IDENTITY_PATH,
     MACS_PATH,
@@ -36,10 +36,11 @@ from cockpit_agent.facts.imds import (
     TOKEN_PATH,
     ImdsClient,
 )
+from cockpit_agent.host import block, mounts
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.state import read_state
-from cockpit_agent.steps import rootfs_measure, storage_apply
-from cockpit_agent.steps.storage_observed import level_number
+from cockpit_agent.steps.rootfs import observed as rootfs_measure
+from cockpit_agent.steps.storage.observed import level_number
 from tests.fakes import FakeRunner
 
 
@@ -61,7 +62,7 @@ def workdir() -> Iterator[Path]:
 
 # Text as hosts and tools write it: mostly printable, sometimes anything at all; and the
 # characters that trip parsers ("²".isdigit() is true, int("²") raises; quotes; escapes).
-LINE_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+LINE_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
 TRICKY = st.sampled_from(
     ["", " ", "0", "²", "\u0661", "-1", "1e3", '"', "'", "\\", "\\040", "\x00"]
 )
@@ -162,7 +163,7 @@ IDENTITY = st.fixed_dictionaries(
 def imds_answers(draw: st.DrawFn) -> dict[str, bytes | int]:
     """A body (or an HTTP status) for every path the client asks; "*" for any other."""
     macs = draw(st.lists(MACS, max_size=3))
-    answer = {
+    answer: dict[str, bytes | int] = {
         TOKEN_PATH: draw(plausible_or_anything(st.just("AQAEAtoken=="))),
         IDENTITY_PATH: draw(plausible_or_anything(IDENTITY | JSON_VALUES.map(json.dumps))),
         PRIMARY_MAC_PATH: draw(plausible_or_anything(MACS)),
@@ -227,7 +228,7 @@ EXPORT_LINES = st.lists(
 
 @given(text=EXPORT_LINES)
 def test_key_value_exports_always_parse(text: str) -> None:
-    for parse in (disks._parse_export, md.parse_export):
+    for parse in (block.parse_export, md.parse_export):
         pairs = parse(text)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items())
     uuid = md.normalize_uuid(md.parse_export(text).get("MD_UUID", ""))
@@ -373,11 +374,11 @@ def test_mount_tables_always_parse(workdir: Path, lines: list[str], swaps: list[
     (proc / "self").mkdir(parents=True, exist_ok=True)
     (proc / "self" / "mountinfo").write_text("\n".join(lines), errors="surrogateescape")
     (proc / "swaps").write_text("\n".join(["Filename Type", *swaps]), errors="surrogateescape")
-    assert all(isinstance(m.mountpoint, str) for m in disks._read_mounts(proc))
-    assert all(isinstance(s, str) for s in disks._read_swaps(proc))
-    assert all(isinstance(m.fstype, str) for m in rootfs._read_mountinfo(proc))
-    found = storage_apply.read_mount(proc, "/srv")
-    assert found is None or isinstance(found[0], str)
+    found = mounts.read_mountinfo(proc)
+    assert all(isinstance(m.mountpoint, str) and isinstance(m.fstype, str) for m in found)
+    assert all(isinstance(s, str) for s in mounts.read_swaps(proc))
+    at = mounts.mount_at("/srv", proc)
+    assert at is None or (isinstance(at.dev, str) and isinstance(at.source, str))
 
 
 FSTAB = st.lists(

@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
+from cockpit_lab.imds_stub import ImdsStub
 
 from cockpit_agent.config import ImdsConfig
 from cockpit_agent.errors import ImdsError
 from cockpit_agent.facts.imds import IDENTITY_PATH, ImdsClient
-from cockpit_agent.imds_stub import ImdsStub
 
 
 def client(url: str, **kw: Any) -> tuple[ImdsClient, list[float]]:

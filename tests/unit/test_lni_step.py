@@ -3,183 +3,36 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cockpit_agent.config import Config, LniConfig
-from cockpit_agent.engine import Ctx, Engine
+from cockpit_agent.config import LniConfig
+from cockpit_agent.engine import Engine
 from cockpit_agent.errors import AgentError, UnsafeDevice
-from cockpit_agent.facts.gather import Facts
-from cockpit_agent.facts.imds import ImdsInterface
-from cockpit_agent.facts.links import Address, Link
-from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.netlink import LinkState
-from cockpit_agent.render.bridge import BridgeSpec
-from cockpit_agent.render.networkd import render_networkd
-from cockpit_agent.steps.lni import LniStep
-from cockpit_agent.steps.lni_actions import EnslaveLink
-from tests.fakes import FakeRunner
-
-MGMT_MAC = "0e:11:22:33:44:01"
-LNI_MAC = "0e:11:22:33:44:02"
-INTERFACES = [
-    ImdsInterface(mac=MGMT_MAC, device_number=0, local_ipv4s=["10.0.1.10"]),
-    ImdsInterface(mac=LNI_MAC, device_number=1, local_ipv4s=["192.168.50.20"]),
-]
-NETWORKD_PATHS = [
-    "/etc/systemd/network/05-cockpit-agent-br-lni.netdev",
-    "/etc/systemd/network/05-cockpit-agent-br-lni.network",
-    "/etc/systemd/network/05-cockpit-agent-br-lni-port.network",
-]
-
-
-def platform(manager: Any = "networkd", netplan: bool = False) -> Platform:
-    return Platform(
-        os_id="debian",
-        os_version="12",
-        os_family="debian",
-        pretty_name="Debian GNU/Linux 12",
-        package_manager="apt",
-        network_manager=manager,
-        netplan=netplan,
-        init="systemd",
-        cloud_init=True,
-    )
-
-
-def ipv4(cidr: str) -> Address:
-    address, prefix = cidr.split("/")
-    return Address(address=address, prefixlen=int(prefix), family=2)
-
-
-def mgmt() -> Link:
-    return Link(
-        index=2,
-        name="ens5",
-        mac=MGMT_MAC,
-        permanent_mac=MGMT_MAC,
-        kind=None,
-        master=None,
-        operstate="UP",
-        addresses=[ipv4("10.0.1.10/24")],
-        default_route=True,
-    )
-
-
-def lni(master: str | None = None, addresses: tuple[str, ...] = ("192.168.50.20/24",)) -> Link:
-    return Link(
-        index=3,
-        name="ens6",
-        mac=LNI_MAC,
-        permanent_mac=LNI_MAC,
-        kind=None,
-        master=master,
-        operstate="UP",
-        addresses=[ipv4(a) for a in addresses],
-    )
-
-
-def bridge(
-    mac: str = LNI_MAC, addresses: tuple[str, ...] = ("192.168.50.20/24",), operstate: str = "UP"
-) -> Link:
-    return Link(
-        index=4,
-        name="br-lni",
-        mac=mac,
-        permanent_mac=None,
-        kind="bridge",
-        master=None,
-        operstate=operstate,
-        addresses=[ipv4(a) for a in addresses],
-    )
-
-
-FRESH = [mgmt(), lni()]
-CONVERGED = [mgmt(), lni(master="br-lni", addresses=()), bridge()]
-
-
-@dataclass
-class FakeNetlink:
-    """Answers like host.netlink.Netlink and records every change it was asked for."""
-
-    links: list[Link] = field(default_factory=lambda: list(CONVERGED))
-    address_after_wait: tuple[tuple[str, int], ...] = (("192.168.50.20", 24),)
-    netns: str | None = "fake"  # not None: verify skips the host's sshd check
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
-    bridge_state: LinkState | None = None  # what snapshot() says of br-lni
-
-    def read_links(self) -> list[Link]:
-        return self.links
-
-    def snapshot(self, name: str) -> LinkState | None:
-        if name == "br-lni":
-            return self.bridge_state
-        return LinkState(name, True, None, (("192.168.50.20", 24),), ())
-
-    def restore(self, state: LinkState) -> None:
-        self.calls.append(("restore", state.name, state.master))
-
-    def create_bridge(self, name: str, mac: str) -> None:
-        self.calls.append(("create_bridge", name, mac))
-
-    def set_mac(self, name: str, mac: str) -> None:
-        self.calls.append(("set_mac", name, mac))
-
-    def delete_link(self, name: str) -> None:
-        self.calls.append(("delete_link", name))
-
-    def enslave(self, port: str, bridge: str) -> tuple[tuple[str, int], ...]:
-        self.calls.append(("enslave", port, bridge))
-        return ()
-
-    def add_address(self, name: str, address: str, prefixlen: int) -> None:
-        self.calls.append(("add_address", name, address, prefixlen))
-
-    def add_default_route(self, gateway: str, metric: int) -> None:
-        self.calls.append(("add_default_route", gateway, metric))
-
-    def wait_for_ipv4(self, name: str, timeout: float) -> tuple[tuple[str, int], ...]:
-        self.calls.append(("wait_for_ipv4", name, timeout))
-        return self.address_after_wait
-
-
-@dataclass
-class World:
-    """One test's host: files under tmp_path, a fake runner and netlink, and a step."""
-
-    tmp_path: Path
-    runner: FakeRunner = field(default_factory=FakeRunner)
-    live: FakeNetlink = field(default_factory=FakeNetlink)
-    virsh: bool = False
-
-    def ctx(self, links: list[Link], config: LniConfig | None = None, **kw: Any) -> Ctx:
-        facts = Facts(
-            platform=kw.pop("platform", platform()),
-            interfaces=kw.pop("interfaces", INTERFACES),
-            links=links,
-        )
-        return Ctx(
-            runner=self.runner,
-            files=Files(self.tmp_path),
-            facts=facts,
-            config=Config(lni=config or LniConfig(address_timeout_seconds=5)),
-            state_dir=self.tmp_path / "state",
-        )
-
-    def step(self) -> LniStep:
-        found = "/usr/bin/virsh" if self.virsh else None
-        return LniStep(which=lambda _p: found, live=self.live)  # type: ignore[arg-type]
-
-    def plan(self, ctx: Ctx) -> list[Any]:
-        step = self.step()
-        return step.plan(step.observe(ctx), ctx)
-
-    def write(self, path: str, content: str) -> None:
-        Files(self.tmp_path).write(path, content)
+from cockpit_agent.steps.lni.actions import (
+    AwaitBridgeAddress,
+    EnslaveLink,
+    MaskEc2NetUtilsUnits,
+    WriteNetworkFiles,
+)
+from tests.helpers.lni import (
+    CONVERGED,
+    FRESH,
+    INTERFACES,
+    LNI_MAC,
+    MGMT_MAC,
+    NETWORKD_PATHS,
+    World,
+    bridge,
+    lni,
+    mgmt,
+    names,
+    networkd_files,
+    platform,
+)
 
 
 @pytest.fixture
@@ -187,24 +40,23 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
-def names(actions: list[Any]) -> list[str]:
-    return [type(a).__name__ for a in actions]
-
-
-def networkd_files() -> dict[str, str]:
-    spec = BridgeSpec(bridge="br-lni", port="ens6", port_mac=LNI_MAC)
-    return {f.path: f.content for f in render_networkd(spec)}
-
-
 # -- plans -------------------------------------------------------------------------------------
 
 
 def test_fresh_networkd_host_writes_files_applies_and_waits(world: World) -> None:
     actions = world.plan(world.ctx(FRESH))
-    assert names(actions) == ["WriteNetworkFiles", "ApplyNetworkConfig", "AwaitBridgeAddress"]
-    assert [f.path for f in actions[0].files] == NETWORKD_PATHS
-    assert actions[0].describe().startswith("write systemd-networkd configuration: ")
-    assert actions[2].describe() == "wait up to 5 s for an IPv4 address on br-lni"
+    assert names(actions) == [
+        "SnapshotNetwork",
+        "WriteNetworkFiles",
+        "ApplyNetworkConfig",
+        "AwaitBridgeAddress",
+    ]
+    assert actions[0].describe() == (
+        f"snapshot {', '.join(NETWORKD_PATHS)} and links ens6 and br-lni for rollback"
+    )
+    assert [f.path for f in actions[1].files] == NETWORKD_PATHS
+    assert actions[1].describe().startswith("write systemd-networkd configuration: ")
+    assert actions[3].describe() == "wait up to 5 s for an IPv4 address on br-lni"
 
 
 def test_converged_networkd_host_plans_nothing(world: World) -> None:
@@ -218,37 +70,49 @@ def test_edited_file_is_rewritten_and_reapplied(world: World) -> None:
         world.write(path, content)
     world.write(NETWORKD_PATHS[1], "[Match]\nName=br-lni\n")
     actions = world.plan(world.ctx(CONVERGED))
-    assert names(actions) == ["WriteNetworkFiles", "ApplyNetworkConfig", "AwaitBridgeAddress"]
+    assert names(actions) == [
+        "SnapshotNetwork",
+        "WriteNetworkFiles",
+        "ApplyNetworkConfig",
+        "AwaitBridgeAddress",
+    ]
 
 
 def test_bridge_without_the_lni_mac_gets_it(world: World) -> None:
     for path, content in networkd_files().items():
         world.write(path, content)
     links = [mgmt(), lni(master="br-lni", addresses=()), bridge(mac="aa:bb:cc:dd:ee:ff")]
-    assert names(world.plan(world.ctx(links))) == ["SetBridgeMac", "AwaitBridgeAddress"]
+    assert names(world.plan(world.ctx(links))) == [
+        "SnapshotNetwork",
+        "SetBridgeMac",
+        "AwaitBridgeAddress",
+    ]
 
 
 def test_no_manager_builds_the_bridge_live_with_dhcp(world: World) -> None:
     actions = world.plan(world.ctx(FRESH, platform=platform(manager=None)))
     assert names(actions) == [
+        "SnapshotNetwork",
         "CreateBridge",
         "EnslaveLink",
         "StartDhcpClient",
         "AwaitBridgeAddress",
     ]
-    assert actions[0].describe() == f"create bridge br-lni with MAC {LNI_MAC}"
+    assert actions[0].describe() == "snapshot links ens6 and br-lni for rollback"
+    assert actions[1].describe() == f"create bridge br-lni with MAC {LNI_MAC}"
 
 
 def test_no_manager_with_a_static_address(world: World) -> None:
     config = LniConfig(address="192.168.50.30/24", gateway="192.168.50.1")  # type: ignore[arg-type]
     actions = world.plan(world.ctx(FRESH, config, platform=platform(manager=None)))
     assert names(actions) == [
+        "SnapshotNetwork",
         "CreateBridge",
         "EnslaveLink",
         "AddBridgeAddress",
         "AwaitBridgeAddress",
     ]
-    assert actions[2].describe() == "add 192.168.50.30/24 to br-lni, default route via 192.168.50.1"
+    assert actions[3].describe() == "add 192.168.50.30/24 to br-lni, default route via 192.168.50.1"
 
 
 def test_no_manager_converged_plans_nothing(world: World) -> None:
@@ -273,7 +137,7 @@ def test_the_host_manager_decides_the_files(
     world: World, manager: str, netplan: bool, paths: list[str]
 ) -> None:
     actions = world.plan(world.ctx(FRESH, platform=platform(manager, netplan)))
-    assert [f.path for f in actions[0].files] == paths
+    assert [f.path for f in actions[1].files] == paths
 
 
 def test_ifupdown_is_refused_with_advice(world: World) -> None:
@@ -320,9 +184,31 @@ def test_an_action_on_the_management_interface_never_runs(world: World) -> None:
     assert world.live.calls == [] and world.runner.calls == []
 
 
+def test_the_step_keeps_nothing_between_calls(world: World) -> None:
+    # check calls plan on the step reconcile uses: plan must leave it as it was, and apply
+    # needs nothing but the plan's actions (here on another step object).
+    world.runner.expect("networkctl", "reload")
+    world.runner.expect("networkctl", "reconfigure", "ens6")
+    planner, ctx = world.step(), world.ctx(FRESH)
+    before = dict(vars(planner))
+    actions = planner.plan(planner.observe(ctx), ctx)
+    assert vars(planner) == before
+    applier = world.step()
+    for action in actions:
+        applier.apply(action, ctx)
+    assert world.live.calls == [("wait_for_ipv4", "br-lni", 5.0)]
+    assert ctx.scratch == {}  # the snapshot is gone with the change it covered
+
+
+def test_a_network_action_without_its_snapshot_is_refused(world: World) -> None:
+    with pytest.raises(AgentError, match="no snapshot of the network was taken before it"):
+        world.step().apply(AwaitBridgeAddress("br-lni", 5.0), world.ctx(FRESH))
+    assert world.live.calls == [] and world.runner.calls == []
+
+
 def test_lni_pinned_by_mac(world: World) -> None:
     ctx = world.ctx(FRESH, LniConfig(mac=LNI_MAC, device_index=3))
-    assert names(world.plan(ctx))[0] == "WriteNetworkFiles"
+    assert names(world.plan(ctx))[:2] == ["SnapshotNetwork", "WriteNetworkFiles"]
 
 
 # -- apply ---------------------------------------------------------------------------------------
@@ -349,7 +235,7 @@ def test_networkd_brings_a_bridge_set_down_by_hand_up_again(world: World) -> Non
     world.runner.expect("networkctl", "reconfigure", "ens6", "br-lni")
     step, ctx = world.step(), world.ctx(world.live.links)
     actions = step.plan(step.observe(ctx), ctx)
-    assert names(actions) == ["ApplyNetworkConfig", "AwaitBridgeAddress"]
+    assert names(actions) == ["SnapshotNetwork", "ApplyNetworkConfig", "AwaitBridgeAddress"]
     for action in actions:
         step.apply(action, ctx)
     assert world.runner.calls == [
@@ -364,7 +250,7 @@ def test_netplan_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None
     netplan = platform("networkd", netplan=True)
     path = "/etc/netplan/90-cockpit-agent-br-lni.yaml"
     step, ctx = world.step(), world.ctx(FRESH, platform=netplan)
-    [write] = [a for a in step.plan(step.observe(ctx), ctx) if names([a]) == ["WriteNetworkFiles"]]
+    [write] = [a for a in step.plan(step.observe(ctx), ctx) if isinstance(a, WriteNetworkFiles)]
     world.write(path, write.files[0].content)
     world.live.links = [mgmt(), lni(master="br-lni", addresses=()), bridge(operstate="DOWN")]
     world.live.bridge_state = LinkState("br-lni", False, None, (), ())
@@ -373,7 +259,7 @@ def test_netplan_brings_a_bridge_set_down_by_hand_up_again(world: World) -> None
     world.runner.expect("networkctl", "reconfigure", "br-lni")
     step, ctx = world.step(), world.ctx(world.live.links, platform=netplan)
     actions = step.plan(step.observe(ctx), ctx)
-    assert names(actions) == ["ApplyNetworkConfig", "AwaitBridgeAddress"]
+    assert names(actions) == ["SnapshotNetwork", "ApplyNetworkConfig", "AwaitBridgeAddress"]
     for action in actions:
         step.apply(action, ctx)
     assert world.runner.calls == [
@@ -438,12 +324,14 @@ def test_ec2_net_utils_units_for_the_lni_are_masked(world: World) -> None:
     assert "also configured by cloud-init, amazon-ec2-net-utils" in step.summarize(observed)
     actions = step.plan(observed, ctx)
     assert names(actions)[0] == "MaskEc2NetUtilsUnits"
-    assert actions[0].units == ("policy-routes@ens6.service", "refresh-policy-routes@ens6.timer")
-    world.runner.expect("systemctl", "mask", *actions[0].units)
-    world.runner.expect("systemctl", "stop", *actions[0].units)
-    step.apply(actions[0], ctx)
+    mask = actions[0]
+    assert isinstance(mask, MaskEc2NetUtilsUnits)
+    assert mask.units == ("policy-routes@ens6.service", "refresh-policy-routes@ens6.timer")
+    world.runner.expect("systemctl", "mask", *mask.units)
+    world.runner.expect("systemctl", "stop", *mask.units)
+    step.apply(mask, ctx)
     Files(world.tmp_path).path("/etc/systemd/system").mkdir(parents=True)
-    for unit in actions[0].units:
+    for unit in mask.units:
         os.symlink("/dev/null", Files(world.tmp_path).path(f"/etc/systemd/system/{unit}"))
     assert "MaskEc2NetUtilsUnits" not in names(world.plan(world.ctx(FRESH)))
 
@@ -462,113 +350,6 @@ def test_route_mode_enables_proxy_arp(world: World) -> None:
     config = LniConfig(mode="route", route_subnet="192.168.50.192/26")  # type: ignore[arg-type]
     actions = world.plan(world.ctx(CONVERGED, config))
     assert names(actions) == ["EnableProxyArp"]
-
-
-# -- libvirt -------------------------------------------------------------------------------------
-
-BRIDGED_XML = """<network>
-  <name>{name}</name>
-  <uuid>4a7c7a8e-0c0f-4b1e-9d8e-2f1c6a0b7e11</uuid>
-  <forward mode='bridge'/>
-  <bridge name='br-lni'/>
-</network>
-"""
-NAT_XML = """<network>
-  <name>default</name>
-  <uuid>4a7c7a8e-0c0f-4b1e-9d8e-2f1c6a0b7e13</uuid>
-  <forward mode='nat'/>
-  <bridge name='virbr0' stp='on' delay='0'/>
-  <ip address='192.168.122.1' netmask='255.255.255.0'/>
-</network>
-"""
-V = ("virsh", "-q", "-c", "qemu:///system")
-
-
-def info(active: bool, autostart: bool) -> str:
-    yes = {True: "yes", False: "no"}
-    return f"Name:           lni\nActive:         {yes[active]}\nAutostart:      {yes[autostart]}\n"
-
-
-@pytest.fixture
-def converged_network(world: World) -> World:
-    for path, content in networkd_files().items():
-        world.write(path, content)
-    world.virsh = True
-    return world
-
-
-# libvirt's `default` network: tests/unit/test_lni_default_network.py
-LNI_ONLY = LniConfig(default_vm_network=False)
-
-
-def test_libvirt_network_is_defined_autostarted_and_started(converged_network: World) -> None:
-    world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="")
-    ctx = world.ctx(CONVERGED, LNI_ONLY)
-    actions = world.plan(ctx)
-    assert names(actions) == [
-        "DefineLibvirtNetwork",
-        "AutostartLibvirtNetwork",
-        "StartLibvirtNetwork",
-    ]
-    xml_path = Files(world.tmp_path).path("/run/cockpit-agent/libvirt-network-lni.xml")
-    world.runner.expect(*V, "net-define", str(xml_path))
-    world.runner.expect(*V, "net-autostart", "lni")
-    world.runner.expect(*V, "net-start", "lni")
-    step = world.step()
-    for action in actions:
-        step.apply(action, ctx)
-    assert '<forward mode="bridge" />' in xml_path.read_text()
-    assert world.runner.calls[-3:] == [
-        (*V, "net-define", str(xml_path)),
-        (*V, "net-autostart", "lni"),
-        (*V, "net-start", "lni"),
-    ]
-
-
-def test_libvirt_network_already_right_plans_nothing(converged_network: World) -> None:
-    world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="lni\n")
-    world.runner.expect(
-        *V, "net-dumpxml", "--inactive", "lni", stdout=BRIDGED_XML.format(name="lni")
-    )
-    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
-    assert world.plan(world.ctx(CONVERGED, LNI_ONLY)) == []
-
-
-def test_libvirt_network_with_another_definition_is_replaced(converged_network: World) -> None:
-    world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="lni\n")
-    world.runner.expect(
-        *V, "net-dumpxml", "--inactive", "lni", stdout=NAT_XML.replace("default", "lni")
-    )
-    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
-    ctx = world.ctx(CONVERGED, LNI_ONLY)
-    actions = world.plan(ctx)
-    assert [a.describe() for a in actions] == [
-        "redefine libvirt network lni",
-        "autostart libvirt network lni",
-        "start libvirt network lni",
-    ]
-    xml_path = Files(world.tmp_path).path("/run/cockpit-agent/libvirt-network-lni.xml")
-    for argv in (("net-destroy", "lni"), ("net-undefine", "lni"), ("net-define", str(xml_path))):
-        world.runner.expect(*V, *argv)
-    world.step().apply(actions[0], ctx)
-    assert world.runner.calls[-3:] == [
-        (*V, "net-destroy", "lni"),
-        (*V, "net-undefine", "lni"),
-        (*V, "net-define", str(xml_path)),
-    ]
-
-
-def test_libvirt_not_answering_leaves_the_network_for_later(converged_network: World) -> None:
-    world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", rc=1, stderr="failed to connect")
-    step = world.step()
-    ctx = world.ctx(CONVERGED)
-    observed = step.observe(ctx)
-    assert step.plan(observed, ctx) == []
-    assert "libvirt does not answer" in step.summarize(observed)
 
 
 # -- verify ----------------------------------------------------------------------------------------

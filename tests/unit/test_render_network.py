@@ -1,11 +1,10 @@
 """The network renderers against golden files in tests/fixtures/lni/<case>/.
 
-Set UPDATE_GOLDEN=1 to rewrite the golden files from the renderers (then read the diff).
+Set COCKPIT_UPDATE_GOLDEN=1 to rewrite the golden files from the renderers (then read the diff).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -21,6 +20,7 @@ from cockpit_agent.render.libvirt_network import (
 from cockpit_agent.render.netplan import render_netplan
 from cockpit_agent.render.networkd import render_networkd
 from cockpit_agent.render.networkmanager import render_networkmanager
+from tests.helpers.golden import check_golden_dir
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "lni"
 
@@ -53,20 +53,10 @@ CASES: list[tuple[str, Renderer, BridgeSpec]] = [
 ]
 
 
-def _check_golden(case: str, files: dict[str, str]) -> None:
-    folder = GOLDEN / case
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, content in files.items():
-            (folder / name).write_text(content)
-    expected = {p.name: p.read_text() for p in sorted(folder.iterdir())}
-    assert files == expected
-
-
 @pytest.mark.parametrize(("case", "render", "spec"), CASES, ids=[c[0] for c in CASES])
 def test_renderer_matches_golden_files(case: str, render: Renderer, spec: BridgeSpec) -> None:
     files = render(spec)
-    _check_golden(case, {Path(f.path).name: f.content for f in files})
+    check_golden_dir(GOLDEN / case, {Path(f.path).name: f.content for f in files})
 
 
 def test_networkd_names_sort_before_cloud_init_and_ec2_net_utils() -> None:
@@ -111,7 +101,7 @@ DEFAULT_NET = LibvirtNetworkSpec("default", "br-lni")
     ],
 )
 def test_libvirt_network_matches_golden_file(case: str, spec: LibvirtNetworkSpec) -> None:
-    _check_golden(case, {f"{spec.name}.xml": render_libvirt_network(spec)})
+    check_golden_dir(GOLDEN / case, {f"{spec.name}.xml": render_libvirt_network(spec)})
 
 
 # What `virsh net-dumpxml --inactive lni` prints for the bridge network (libvirt 9).

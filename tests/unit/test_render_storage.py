@@ -5,7 +5,6 @@ Set COCKPIT_UPDATE_GOLDEN=1 to rewrite the golden files, then review the diff.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
 from cockpit_agent.render.mdadm import ArraySpec
 from cockpit_agent.render.owned_lines import foreign, owned, replace_owned
+from tests.helpers.golden import check_golden_file
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "storage" / "golden"
 UUID = "0f1e2d3c:4b5a6978:8796a5b4:c3d2e1f0"
@@ -25,10 +25,7 @@ MOUNT = MountSpec(FS_UUID, "/var/lib/libvirt/images", "xfs")
 
 
 def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("COCKPIT_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from its golden file"
+    check_golden_file(GOLDEN / name, text)
 
 
 def admin(name: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from cockpit_agent.errors import AgentError, CommandFailed
 from cockpit_agent.facts.rootfs import RootChain
-from cockpit_agent.steps.rootfs_measure import (
+from cockpit_agent.steps.rootfs.observed import (
     XFS_MIN_AG_BLOCKS,
     LvSize,
     PvSize,

@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,16 @@ from cockpit_agent.engine import Ctx, Engine
 from cockpit_agent.errors import CommandFailed
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.rootfs import RootChain
-from cockpit_agent.facts.sysfs import processes_named
 from cockpit_agent.host.files import Files
+from cockpit_agent.host.procs import processes_named
 from cockpit_agent.host.run import PACKAGE_OF, SubprocessRunner
-from cockpit_agent.steps.rootfs import RootfsStep
-from cockpit_agent.steps.rootfs_actions import (
+from cockpit_agent.steps.rootfs.actions import (
     ExtendLogicalVolume,
     GrowFilesystem,
     GrowPartition,
     ResizePhysicalVolume,
 )
+from cockpit_agent.steps.rootfs.step import RootfsStep
 from tests.fakes import FakeRunner
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rootfs"
@@ -428,10 +429,12 @@ def test_amazon_linux_background_resize_is_waited_for(tmp_path: Path) -> None:
     the agent does not grow the filesystem beside it."""
     ctx = ctx_for(on_root(scenario("xfs-dos-converged")), tmp_path)
     with_cloud_init(ctx, "amazonlinux2023")
-    ctx.files.write("/proc/1/comm", "systemd\n")
-    ctx.files.write("/proc/812/comm", "xfs_growfs\n")
-    ctx.files.write("/proc/812/cmdline", "xfs_growfs\0/\0")
-    step = RootfsStep()
+    running = {1: ("systemd", "/sbin/init"), 812: ("xfs_growfs", "xfs_growfs /")}
+
+    def processes(names: Collection[str]) -> list[str]:
+        return [f"{pid} {argv}" for pid, (name, argv) in running.items() if name in names]
+
+    step = RootfsStep(processes=processes)
 
     observed = step.observe(ctx)
 
@@ -440,7 +443,7 @@ def test_amazon_linux_background_resize_is_waited_for(tmp_path: Path) -> None:
     assert [f.code for f in step.verify(ctx, observed)] == ["rootfs-waiting-for-cloud-init"]
     assert "in the background (812 xfs_growfs /)" in step.summarize(observed)
 
-    ctx.files.path("/proc/812/comm").unlink()  # the resize has ended: measure, judge as usual
+    del running[812]  # the resize has ended: measure, judge as usual
     observed = step.observe(ctx)
     assert step.plan(observed, ctx) == []
     assert [f.code for f in step.verify(ctx, observed)] == [
@@ -454,7 +457,7 @@ def test_processes_are_found_by_name_in_the_real_proc() -> None:
     with subprocess.Popen(["sleep", "30"]) as sleeper:
         try:
             for _ in range(100):  # until the child has exec'd: its name is python's before
-                found = processes_named(Path("/proc"), ("sleep", "xfs_growfs"))
+                found = processes_named(("sleep", "xfs_growfs"))
                 mine = [p for p in found if p.startswith(f"{sleeper.pid} ")]
                 if mine:
                     break

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import structlog
 
-from cockpit_agent.host.services import sd_notify
+from cockpit_agent.host.systemd import sd_notify
 from cockpit_agent.log import JournalRenderer, configure
 
 

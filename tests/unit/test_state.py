@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,7 +9,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from cockpit_agent.errors import LockHeld, StateError
-from cockpit_agent.host import files
 from cockpit_agent.state import (
     KEEP_RUNS,
     RunRecord,
@@ -23,6 +20,7 @@ from cockpit_agent.state import (
     run_lock,
     save_state,
 )
+from tests.helpers.lock import start_holder
 
 
 def a_run(run_id: str = "r1", result: str = "changed") -> RunRecord:
@@ -54,6 +52,47 @@ def test_round_trip(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["schema_version"] == 1
 
 
+# A state file as the agent wrote it while the lni step kept the record of libvirt's `default`
+# network (before the libvirt_network step had a name of its own).
+LNI_KEPT_DEFAULT = {
+    "schema_version": 1,
+    "instance_id": "i-1",
+    "runs": [],
+    "step_data": {
+        "storage": {"array_uuid": "abc"},
+        "lni": {
+            "default_network": {
+                "stock": {"xml": "<network/>", "active": True, "autostart": True},
+                "created": "<network><name>default</name></network>",
+            }
+        },
+    },
+}
+
+
+def test_the_lni_steps_record_of_default_is_the_libvirt_network_steps(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(LNI_KEPT_DEFAULT))
+    state = read_state(path)
+    assert state is not None
+    record = LNI_KEPT_DEFAULT["step_data"]["lni"]["default_network"]  # type: ignore[index]
+    assert state.step_data == {
+        "storage": {"array_uuid": "abc"},
+        "libvirt_network": {"default_network": record},
+    }
+    save_state(path, state)
+    assert read_state(path) == state  # and saved under its new name
+
+
+def test_other_lni_data_stays_the_lni_steps() -> None:
+    data = {"lni": {"other": 1, "default_network": {"created": "x"}}}
+    state = State.model_validate({"step_data": data})
+    assert state.step_data == {
+        "lni": {"other": 1},
+        "libvirt_network": {"default_network": {"created": "x"}},
+    }
+
+
 def test_keeps_only_the_newest_runs() -> None:
     state = State(instance_id="i-1")
     for n in range(KEEP_RUNS + 3):
@@ -72,7 +111,7 @@ def test_crash_between_write_and_rename_leaves_old_file(
     def crash(src: str, dst: str) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(files.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # files.py writes with os.replace
     with pytest.raises(StateError, match=r"cannot write the state file .*: power cut"):
         save_state(path, State(instance_id="i-new"))
     assert path.read_bytes() == before
@@ -123,25 +162,6 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"schema_version": 99, "instance_id": "i-1"}))
     with pytest.raises(StateError, match="schema version 99"):
         read_state(path)
-
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from cockpit_agent.state import run_lock
-with run_lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-"""
-
-
-def start_holder(lock: Path, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def test_lock_held_by_another_process_names_its_pid(tmp_path: Path) -> None:

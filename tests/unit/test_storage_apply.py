@@ -17,9 +17,10 @@ from cockpit_agent.config import EC2_INSTANCE_STORE_MODEL
 from cockpit_agent.engine import Engine
 from cockpit_agent.errors import AgentError, CommandFailed, UnsafeDevice
 from cockpit_agent.host.run import Result
+from cockpit_agent.host.sysfs import HostPaths
 from cockpit_agent.render import fstab, mdadm
 from cockpit_agent.render.fstab import MountSpec
-from cockpit_agent.steps.storage_actions import (
+from cockpit_agent.steps.storage.actions import (
     AddMember,
     AssembleArray,
     CreateArray,
@@ -34,9 +35,8 @@ from cockpit_agent.steps.storage_actions import (
     WriteFstabEntry,
     WriteMdadmConf,
 )
-from cockpit_agent.steps.storage_apply import HostPaths
 from tests.fakes import FakeRunner
-from tests.unit.test_storage import (
+from tests.helpers.storage import (
     CONF,
     FS_UUID,
     MP,
@@ -232,15 +232,15 @@ def test_mkfs_on_a_plain_drive_rechecks_it(world: World) -> None:
 
 def test_assemble_and_start_run_mdadm(world: World) -> None:
     world.runner = UdevRunner(world=world)
-    actions = [AssembleArray("cockpit-data", UUID, DEVICES), StartArray("/dev/md127")]
-    for action in actions:
-        world.runner.expect(*action.argv())
+    assemble, start = AssembleArray("cockpit-data", UUID, DEVICES), StartArray("/dev/md127")
+    world.runner.expect(*assemble.argv())
+    world.runner.expect(*start.argv())
     world.runner.expect(*SETTLE)
     step, ctx = world.step(), world.ctx()
     step.host = host(world)
-    for action in actions:
-        step.apply(action, ctx)
-    assert world.runner.calls == [tuple(actions[0].argv()), SETTLE, tuple(actions[1].argv())]
+    step.apply(assemble, ctx)
+    step.apply(start, ctx)
+    assert world.runner.calls == [tuple(assemble.argv()), SETTLE, tuple(start.argv())]
 
 
 def test_a_link_udev_never_makes_fails_with_its_name_not_a_traceback(world: World) -> None:
@@ -485,7 +485,7 @@ def test_fresh_host_runs_every_command_in_order(world: World) -> None:
     step, ctx = world.step(), world.ctx()
     step.host = host(world, sysfs)
     world.mountinfo = []
-    run = Engine([step]).run(ctx)  # type: ignore[list-item]
+    run = Engine([step]).run(ctx)
     [record] = run.steps
     assert (record.status, record.error) == ("changed", None)
     assert len(record.actions) == 10
@@ -503,7 +503,7 @@ def test_converged_host_runs_with_zero_actions(world: World) -> None:
     world.converged_array()
     world.runner.expect(*DETAIL, stdout=(STORAGE / "detail-raid5.export").read_text())
     step, ctx = world.step(), world.ctx()
-    run = Engine([step]).run(ctx)  # type: ignore[list-item]
+    run = Engine([step]).run(ctx)
     [record] = run.steps
     assert (record.status, record.planned, record.actions) == ("converged", [], [])
     assert not any(
@@ -519,7 +519,7 @@ def test_a_failed_recheck_fails_the_step_and_touches_nothing(world: World) -> No
     world.runner.expect("wipefs", "--json", "--no-act", "/dev/nvme3n1", stdout="")
     step, ctx = world.step(), world.ctx()
     step.host = host(world, sysfs)
-    run = Engine([step]).run(ctx)  # type: ignore[list-item]
+    run = Engine([step]).run(ctx)
     [record] = run.steps
     assert record.status == "failed"
     assert record.error is not None and "/dev/nvme3n1 is no longer safe" in record.error

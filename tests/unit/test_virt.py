@@ -15,7 +15,15 @@ from cockpit_agent.facts.platform import Platform
 from cockpit_agent.host.files import Files
 from cockpit_agent.host.packages import LockWaiter
 from cockpit_agent.render.cockpit import merge_ini, socket_dropin, with_users
-from cockpit_agent.steps.virt import (
+from cockpit_agent.steps.virt.actions import (
+    EnableUnit,
+    InstallPackages,
+    OpenFirewall,
+    ReloadBus,
+    RestartUnit,
+    WriteFile,
+)
+from cockpit_agent.steps.virt.observed import (
     COCKPIT_CONF,
     DISALLOWED_USERS,
     LIBVIRT_DBUS,
@@ -24,14 +32,8 @@ from cockpit_agent.steps.virt import (
     MACHINES_MANIFEST,
     SOCKET_DROPIN,
     UNITS,
-    EnableUnit,
-    InstallPackages,
-    OpenFirewall,
-    ReloadBus,
-    RestartUnit,
-    VirtStep,
-    WriteFile,
 )
+from cockpit_agent.steps.virt.step import VirtStep
 from tests.fakes import FakeRunner
 
 SHOW = ("systemctl", "show", "-p", "Id,LoadState,UnitFileState,ActiveState")
@@ -41,9 +43,9 @@ def platform(family: str, pm: str | None) -> Platform:
     return Platform(
         os_id={"debian": "debian", "rhel": "rocky", "amazon": "amzn"}[family],
         os_version="12",
-        os_family=family,  # type: ignore[arg-type]
+        os_family=family,
         pretty_name=f"{family} test",
-        package_manager=pm,  # type: ignore[arg-type]
+        package_manager=pm,
         network_manager="networkd",
         netplan=False,
         init="systemd",

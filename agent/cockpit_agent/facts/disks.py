@@ -9,10 +9,6 @@ The storage step may touch a disk only if `Disk.eligible` (DESIGN.md, safety rul
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import stat
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,20 +18,22 @@ import pyudev
 from cockpit_agent.config import StorageConfig
 from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.model import Frozen
-from cockpit_agent.facts.sysfs import attr as _attr
-from cockpit_agent.facts.sysfs import children as _children
-from cockpit_agent.facts.sysfs import lines as _lines
-from cockpit_agent.facts.sysfs import listdir as _listdir
-from cockpit_agent.facts.sysfs import uevent as _uevent
-from cockpit_agent.facts.sysfs import unescape as _unescape
+from cockpit_agent.host import block
+from cockpit_agent.host.mounts import Mount, read_mountinfo, read_swaps
 from cockpit_agent.host.run import Runner
+from cockpit_agent.host.sysfs import PROC, SYSFS
+from cockpit_agent.host.sysfs import attr as _attr
+from cockpit_agent.host.sysfs import children as _children
+from cockpit_agent.host.sysfs import exists as _exists
+from cockpit_agent.host.sysfs import is_file as _is_file
+from cockpit_agent.host.sysfs import listdir as _listdir
+from cockpit_agent.host.sysfs import resolve as _resolve
+from cockpit_agent.host.sysfs import uevent as _uevent
 
 SECTOR_BYTES = 512  # sysfs `size` counts 512-byte sectors whatever the logical block size
 IGNORED_PREFIXES = ("ram", "zram")  # memory-backed: never storage for the array
 MD_MEMBER = "linux_raid_member"
 LVM_PV = "LVM2_member"
-BLKID_AMBIVALENT = 8  # blkid -p: more than one signature, none chosen
-REAL_SYSFS = Path("/sys")
 
 
 class Reason(Frozen):
@@ -170,17 +168,11 @@ def _state_reasons(
 # --- observing --------------------------------------------------------------------------
 
 
-class _Mount(NamedTuple):
-    dev: str  # "major:minor"
-    mountpoint: str
-    source: str
-
-
 class _Host(NamedTuple):
     """Host-wide observations shared by every disk."""
 
     sysfs: Path
-    mounts: list[_Mount]
+    mounts: list[Mount]
     swaps: list[str]
     root_disks: set[str]
 
@@ -188,8 +180,8 @@ class _Host(NamedTuple):
 def read_disks(
     runner: Runner,
     *,
-    sysfs: Path = REAL_SYSFS,
-    proc: Path = Path("/proc"),
+    sysfs: Path = SYSFS,
+    proc: Path = PROC,
     context: pyudev.Context | None = None,
     probe_only: Collection[str] | None = None,
 ) -> list[RawDisk]:
@@ -199,8 +191,8 @@ def read_disks(
     directly, since libudev only knows the real one. `probe_only` limits the devices that
     blkid and wipefs read to those paths; the others are reported with `probe=None`.
     """
-    sysfs, mounts = sysfs.resolve(), _read_mounts(proc)
-    host = _Host(sysfs, mounts, _read_swaps(proc), _root_disks(sysfs, mounts))
+    root, mounts = _resolve(sysfs), read_mountinfo(proc)
+    host = _Host(root, mounts, read_swaps(proc), _root_disks(root, mounts))
     disks = []
     for name, path, props in _enumerate(sysfs, context):
         fields = _observe(name, path, props, host)
@@ -216,8 +208,8 @@ def gather_disks(
     config: StorageConfig,
     runner: Runner,
     *,
-    sysfs: Path = REAL_SYSFS,
-    proc: Path = Path("/proc"),
+    sysfs: Path = SYSFS,
+    proc: Path = PROC,
     context: pyudev.Context | None = None,
 ) -> list[Disk]:
     """Read and classify every disk. With `storage.devices` set, only those are probed."""
@@ -226,17 +218,17 @@ def gather_disks(
     return [classify(raw, config) for raw in raws]
 
 
-def _enumerate(sysfs: Path, context: Any) -> Iterator[tuple[str, Path, dict[str, str]]]:
+def _enumerate(root: Path, context: Any) -> Iterator[tuple[str, Path, dict[str, str]]]:
     """Whole disks as (name, sysfs directory, udev or uevent properties)."""
-    if context is None and sysfs != REAL_SYSFS:
-        for link in sorted(_children(sysfs / "class" / "block")):
-            if not (link / "partition").exists():
-                yield link.name, link.resolve(), _uevent(link)
+    if context is None and root != SYSFS:
+        for link in sorted(_children(root / "class" / "block")):
+            if not _exists(link / "partition"):
+                yield link.name, _resolve(link), _uevent(link)
         return
     context = context or pyudev.Context()
     for device in context.list_devices(subsystem="block", DEVTYPE="disk"):
         relative = Path(device.sys_path).relative_to(context.sys_path)
-        yield device.sys_name, sysfs / relative, dict(device.properties)
+        yield device.sys_name, root / relative, dict(device.properties)
 
 
 def _observe(name: str, path: Path, props: dict[str, str], host: _Host) -> dict[str, Any] | None:
@@ -277,85 +269,47 @@ def _observe(name: str, path: Path, props: dict[str, str], host: _Host) -> dict[
 def _probe(runner: Runner, path: str, known: list[str]) -> dict[str, Any]:
     """Low-level signature probe with blkid (identity) and wipefs (every signature)."""
     try:
-        blkid = runner.run(["blkid", "-p", "-o", "export", path], ok=(0, 2, BLKID_AMBIVALENT))
-        wipefs = runner.run(["wipefs", "--json", "--no-act", path])
+        probe = block.blkid(runner, path, ambivalent_ok=True)
+        wiped = block.wipefs_types(runner, path)
     except AgentError as exc:
         return {"probe": None, "probe_error": str(exc)}
-    try:
-        found = json.loads(wipefs.stdout or "{}").get("signatures", [])
-        wiped = [str(sig.get("type") or "") for sig in found]
-    except (ValueError, AttributeError, TypeError) as exc:
-        return {"probe": None, "probe_error": f"wipefs --json: unexpected output: {exc}"}
-    probe = _parse_export(blkid.stdout)
-    ambivalent = ["ambivalent"] if blkid.rc == BLKID_AMBIVALENT else []
-    types = [probe.get("TYPE", ""), probe.get("PTTYPE", ""), *wiped, *ambivalent]
-    return {"probe": probe, "signatures": _unique([*known, *types])}
+    found = probe.fields
+    ambivalent = ["ambivalent"] if probe.ambivalent else []
+    types = [found.get("TYPE", ""), found.get("PTTYPE", ""), *wiped, *ambivalent]
+    return {"probe": found, "signatures": _unique([*known, *types])}
 
 
-def _root_disks(sysfs: Path, mounts: list[_Mount]) -> set[str]:
+def _root_disks(root_sysfs: Path, mounts: list[Mount]) -> set[str]:
     """The whole disks under the filesystem mounted at /, found through sysfs."""
     roots = [m for m in mounts if m.mountpoint == "/"]
     if not roots:
         return set()
     root = roots[-1]  # the last mount on / is the one in use
-    by_dev = {_attr(p, "dev"): p for p in _children(sysfs / "class" / "block")}
-    by_name = sysfs / "class" / "block" / Path(root.source).name
-    start = by_dev.get(root.dev) or by_dev.get(_rdev(root.source))
-    start = start or (by_name if by_name.exists() else None)
-    return _underlying(start, sysfs) if start else set()
+    by_dev = {_attr(p, "dev"): p for p in _children(root_sysfs / "class" / "block")}
+    by_name = root_sysfs / "class" / "block" / Path(root.source).name
+    start = by_dev.get(root.dev) or by_dev.get(block.device_number(root.source))
+    start = start or (by_name if _exists(by_name) else None)
+    return _underlying(start, root_sysfs) if start else set()
 
 
-def _underlying(node: Path, sysfs: Path, depth: int = 0) -> set[str]:
+def _underlying(node: Path, root_sysfs: Path, depth: int = 0) -> set[str]:
     """The whole disks below a block device: partition -> parent disk, dm/md -> slaves."""
-    node = node.resolve()
+    node = _resolve(node)
     if depth > 16:  # sysfs has no cycles; a broken tree must not recurse forever
         return set()
-    if (node / "partition").exists():
-        return _underlying(node.parent, sysfs, depth + 1)
+    if _exists(node / "partition"):
+        return _underlying(node.parent, root_sysfs, depth + 1)
     slaves = _listdir(node / "slaves")
     if not slaves:
         return {node.name}
-    block = sysfs / "class" / "block"
-    return set().union(*(_underlying(block / s, sysfs, depth + 1) for s in slaves))
-
-
-def _read_mounts(proc: Path) -> list[_Mount]:
-    """/proc/self/mountinfo as (major:minor, mount point, source)."""
-    mounts = []
-    for line in _lines(proc / "self" / "mountinfo"):
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) >= 5 and len(tail) >= 2:
-            mounts.append(_Mount(fields[2], _unescape(fields[4]), _unescape(tail[1])))
-    return mounts
-
-
-def _read_swaps(proc: Path) -> list[str]:
-    """The device or file names in /proc/swaps."""
-    return [_unescape(line.split()[0]) for line in _lines(proc / "swaps")[1:] if line.strip()]
+    devices = root_sysfs / "class" / "block"
+    return set().union(*(_underlying(devices / s, root_sysfs, depth + 1) for s in slaves))
 
 
 def _partitions(disk: Path) -> list[Path]:
     """The partition directories of a disk, in partition-number order."""
-    parts = [c for c in _children(disk) if (c / "partition").is_file()]
+    parts = [c for c in _children(disk) if _is_file(c / "partition")]
     return sorted(parts, key=lambda p: int(_attr(p, "partition") or 0))
-
-
-def _rdev(source: str) -> str:
-    """major:minor of a device node such as /dev/mapper/root; "" if it is none."""
-    if not source.startswith("/dev/"):
-        return ""
-    try:
-        st = os.stat(source)
-    except OSError:
-        return ""
-    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" if stat.S_ISBLK(st.st_mode) else ""
-
-
-def _parse_export(text: str) -> dict[str, str]:
-    """KEY=value lines of `blkid -o export`, undoing its backslash escapes."""
-    pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
-    return {key.strip(): re.sub(r"\\(.)", r"\1", value) for key, _, value in pairs}
 
 
 def _device_attr(path: Path, name: str, nvme: bool) -> str:

@@ -23,9 +23,8 @@ from pathlib import Path
 from pydantic import ConfigDict
 
 from cockpit_agent.facts.model import Frozen
-from cockpit_agent.facts.sysfs import attr
+from cockpit_agent.host.sysfs import SYSFS, attr
 
-REAL_SYSFS = Path("/sys")
 EC2_VENDOR = "Amazon EC2"
 VENDOR_FIELDS = ("sys_vendor", "bios_vendor", "board_vendor", "chassis_vendor", "chassis_asset_tag")
 METAL = re.compile(r"\.metal(-|$)")
@@ -65,7 +64,7 @@ class Location(Frozen):
     dmi: Dmi
 
 
-def read_dmi(sysfs: Path = REAL_SYSFS) -> Dmi:
+def read_dmi(sysfs: Path = SYSFS) -> Dmi:
     """The DMI fields under `sysfs` (tests point it at a hand-made tree)."""
     ids = sysfs / "class" / "dmi" / "id"
     fields = {name: attr(ids, name) for name in (*VENDOR_FIELDS, "product_name", "board_asset_tag")}

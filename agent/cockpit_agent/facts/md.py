@@ -15,8 +15,11 @@ from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.disks import MD_MEMBER, Disk
 from cockpit_agent.facts.model import Frozen
 from cockpit_agent.host.run import Runner
+from cockpit_agent.host.sysfs import SYSFS
+from cockpit_agent.host.sysfs import attr as _attr
+from cockpit_agent.host.sysfs import is_dir as _is_dir
+from cockpit_agent.host.sysfs import listdir as _listdir
 
-REAL_SYSFS = Path("/sys")
 INACTIVE_STATES = ("", "inactive", "clear")
 PARITY_LEVELS = ("raid4", "raid5", "raid6")
 
@@ -124,13 +127,13 @@ def superblock_of(disk: Disk) -> Superblock | None:
     return Superblock(uuid=uuid, name=probe.get("LABEL", ""))
 
 
-def read_arrays(runner: Runner, *, sysfs: Path = REAL_SYSFS) -> list[MdArray]:
+def read_arrays(runner: Runner, *, sysfs: Path = SYSFS) -> list[MdArray]:
     """Every md array the kernel knows (sysfs block/md*), with mdadm's name and UUID. An md
     device with no array behind it is passed over (empty_node)."""
     arrays = []
-    for entry in sorted(_listdir(sysfs / "block")):
+    for entry in _listdir(sysfs / "block"):
         node = sysfs / "block" / entry
-        if entry.startswith("md") and (node / "md").is_dir() and not empty_node(node):
+        if entry.startswith("md") and _is_dir(node / "md") and not empty_node(node):
             arrays.append(read_array(runner, node))
     return arrays
 
@@ -174,7 +177,7 @@ def read_array(runner: Runner, node: Path) -> MdArray:
 
 
 def parse_export(text: str) -> dict[str, str]:
-    """KEY=value lines (mdadm --export, blkid -o export)."""
+    """KEY=value lines of `mdadm --detail --export` (mdadm escapes nothing)."""
     pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
     return {key.strip(): value.strip() for key, _, value in pairs}
 
@@ -197,7 +200,7 @@ def _sysfs_uuid(md: Path) -> str | None:
 def _members(md: Path) -> list[MdMember]:
     """The component devices: md/dev-<name>/{slot,state}."""
     members = []
-    for entry in sorted(_listdir(md)):
+    for entry in _listdir(md):
         if not entry.startswith("dev-"):
             continue
         slot = _attr(md / entry, "slot")
@@ -213,13 +216,6 @@ def _members(md: Path) -> list[MdMember]:
     return members
 
 
-def _attr(path: Path, name: str) -> str:
-    try:
-        return (path / name).read_text(errors="replace").strip()
-    except OSError:
-        return ""
-
-
 def _int(text: str) -> int:
     return _digits(text) or 0
 
@@ -228,10 +224,3 @@ def _digits(text: str) -> int | None:
     """A number from sysfs: ASCII digits only ("²".isdigit() is true, and int() refuses it)."""
     text = text.strip()
     return int(text) if text.isascii() and text.isdigit() else None
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return [p.name for p in path.iterdir()]
-    except OSError:
-        return []

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cockpit_agent.host.files import Files
+
 OsFamily = Literal["debian", "rhel", "amazon", "unknown"]
 
 # os-release ID / ID_LIKE words -> family. Amazon Linux is its own family: it has dnf but
@@ -66,16 +68,15 @@ def os_family(release: dict[str, str]) -> OsFamily:
 
 def read_platform(root: Path = Path("/")) -> Platform:
     """Read the platform from files under `root` (tests point it at a fixture tree)."""
-    release_file = root / "etc/os-release"
-    if not release_file.exists():
-        release_file = root / "usr/lib/os-release"
-    release = (
-        parse_os_release(release_file.read_text(errors="replace")) if release_file.exists() else {}
-    )
+    files = Files(root)
+    text = files.read_bytes("/etc/os-release")
+    if text is None:
+        text = files.read_bytes("/usr/lib/os-release")
+    release = parse_os_release(text.decode(errors="replace")) if text is not None else {}
     package_manager: Literal["apt", "dnf", "yum"] | None = None
     tools: tuple[Literal["apt", "dnf", "yum"], ...] = ("apt", "dnf", "yum")
     for tool in tools:
-        if (root / "usr/bin" / tool).exists():
+        if files.exists(f"/usr/bin/{tool}"):
             package_manager = tool
             break
     return Platform(
@@ -84,24 +85,22 @@ def read_platform(root: Path = Path("/")) -> Platform:
         os_family=os_family(release),
         pretty_name=release.get("PRETTY_NAME", "unknown"),
         package_manager=package_manager,
-        network_manager=_network_manager(root),
-        netplan=any((root / "etc/netplan").glob("*.yaml")),
-        init="systemd" if (root / "run/systemd/system").is_dir() else "other",
-        cloud_init=(root / "usr/bin/cloud-init").exists()
-        and not (root / "etc/cloud/cloud-init.disabled").exists(),
+        network_manager=_network_manager(files),
+        netplan=bool(files.glob("/etc/netplan", "*.yaml")),
+        init="systemd" if files.is_dir("/run/systemd/system") else "other",
+        cloud_init=files.exists("/usr/bin/cloud-init")
+        and not files.exists("/etc/cloud/cloud-init.disabled"),
     )
 
 
-def _network_manager(root: Path) -> Literal["networkd", "NetworkManager", "ifupdown"] | None:
+def _network_manager(files: Files) -> Literal["networkd", "NetworkManager", "ifupdown"] | None:
     """The manager that is running now, from the runtime directories each one keeps."""
-    if (root / "run/NetworkManager/devices").is_dir() or (
-        root / "run/NetworkManager/NetworkManager.pid"
-    ).exists():
-        return "NetworkManager"
-    if (root / "run/systemd/netif/links").is_dir() and any(
-        (root / "run/systemd/netif/links").iterdir()
+    if files.is_dir("/run/NetworkManager/devices") or files.exists(
+        "/run/NetworkManager/NetworkManager.pid"
     ):
+        return "NetworkManager"
+    if files.is_dir("/run/systemd/netif/links") and files.listdir("/run/systemd/netif/links"):
         return "networkd"
-    if (root / "run/network/ifstate").exists() or (root / "run/network").is_dir():
+    if files.exists("/run/network/ifstate") or files.is_dir("/run/network"):
         return "ifupdown"
     return None

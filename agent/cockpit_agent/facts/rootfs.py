@@ -15,24 +15,24 @@ why, so `facts` and the step can show the reason.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
-from typing import NamedTuple
 
 from cockpit_agent.facts.model import Frozen
-from cockpit_agent.facts.sysfs import attr as _attr
-from cockpit_agent.facts.sysfs import children as _children
-from cockpit_agent.facts.sysfs import lines as _lines
-from cockpit_agent.facts.sysfs import listdir as _listdir
-from cockpit_agent.facts.sysfs import uevent as _uevent
-from cockpit_agent.facts.sysfs import unescape as _unescape
+from cockpit_agent.host.block import device_number
+from cockpit_agent.host.mounts import Mount, mount_at
+from cockpit_agent.host.sysfs import PROC, SYSFS
+from cockpit_agent.host.sysfs import attr as _attr
+from cockpit_agent.host.sysfs import children as _children
+from cockpit_agent.host.sysfs import exists as _exists
+from cockpit_agent.host.sysfs import is_dir as _is_dir
+from cockpit_agent.host.sysfs import is_file as _is_file
+from cockpit_agent.host.sysfs import listdir as _listdir
+from cockpit_agent.host.sysfs import resolve as _resolve
+from cockpit_agent.host.sysfs import uevent as _uevent
 
 SECTOR_BYTES = 512  # sysfs `size` and `start` count 512-byte sectors whatever the block size
 GROWABLE_FILESYSTEMS = ("ext2", "ext3", "ext4", "xfs", "btrfs")
 LVM_UUID_PREFIX = "LVM-"
-REAL_SYSFS = Path("/sys")
-REAL_PROC = Path("/proc")
 
 
 class BlockDevice(Frozen):
@@ -90,25 +90,18 @@ class RootChain(Frozen):
         return f"{self.fstype} on {self.mountpoint} ({', '.join(layers)})"
 
 
-class _Mount(NamedTuple):
-    dev: str  # "major:minor"; 0:N for btrfs and other anonymous devices
-    mountpoint: str
-    fstype: str
-    source: str
-
-
 def read_root_chain(
-    mountpoint: str = "/", *, sysfs: Path = REAL_SYSFS, proc: Path = REAL_PROC
+    mountpoint: str = "/", *, sysfs: Path = SYSFS, proc: Path = PROC
 ) -> RootChain | None:
     """The chain under the filesystem mounted at `mountpoint`; None if nothing is mounted there."""
-    mount = _find_mount(proc, mountpoint)
+    mount = mount_at(mountpoint, proc)
     if mount is None:
         return None
     head = RootChain(mountpoint=mount.mountpoint, fstype=mount.fstype, source=mount.source)
-    node = _find_node(sysfs.resolve(), mount)
+    node = _find_node(_resolve(sysfs), mount)
     if node is None:
         return head.model_copy(update={"unsupported": f"{mount.source} is not a block device"})
-    return _walk(head, node, sysfs.resolve())
+    return _walk(head, node, _resolve(sysfs))
 
 
 # --- walking sysfs --------------------------------------------------------------------------
@@ -129,7 +122,7 @@ def _walk(head: RootChain, node: Path, sysfs: Path) -> RootChain:
         slaves = _listdir(node / "slaves")
         if len(slaves) != 1:
             return _unsupported(chain, f"{device.path} spans {len(slaves)} devices")
-        below = (sysfs / "class" / "block" / slaves[0]).resolve()
+        below = _resolve(sysfs / "class" / "block" / slaves[0])
         lv = LogicalVolume(device=device, dm_uuid=dm_uuid, pv=_block(below))
         chain = chain.model_copy(update={"lv": lv})
     return _bottom(chain, below)
@@ -137,11 +130,11 @@ def _walk(head: RootChain, node: Path, sysfs: Path) -> RootChain:
 
 def _bottom(chain: RootChain, node: Path) -> RootChain:
     """The partition (if any) and the whole disk under `node` (the fs device or the PV)."""
-    partition = _partition(node) if (node / "partition").is_file() else None
+    partition = _partition(node) if _is_file(node / "partition") else None
     disk_node = node.parent if partition else node
     disk = partition.disk if partition else _block(node)
     chain = chain.model_copy(update={"partition": partition, "disk": disk})
-    if (disk_node / "md").is_dir():
+    if _is_dir(disk_node / "md"):
         return _unsupported(chain, f"{disk.path} is an md RAID array")
     if _listdir(disk_node / "slaves"):
         return _unsupported(chain, f"{disk.path} is a device-mapper device")
@@ -160,7 +153,7 @@ def _partition(node: Path) -> Partition:
     later = [
         sibling.name
         for sibling in _children(disk)
-        if (sibling / "partition").is_file() and int(_attr(sibling, "start") or 0) > start
+        if _is_file(sibling / "partition") and int(_attr(sibling, "start") or 0) > start
     ]
     return Partition(
         device=_block(node),
@@ -188,52 +181,23 @@ def _unsupported(chain: RootChain, why: str) -> RootChain:
 # --- finding the mount and its device ------------------------------------------------------
 
 
-def _find_mount(proc: Path, mountpoint: str) -> _Mount | None:
-    """The mount on `mountpoint` that is in use (the last one stacked there)."""
-    wanted = os.path.normpath(mountpoint)
-    found = [m for m in _read_mountinfo(proc) if m.mountpoint == wanted]
-    return found[-1] if found else None
-
-
-def _read_mountinfo(proc: Path) -> list[_Mount]:
-    """/proc/self/mountinfo as (major:minor, mount point, fstype, source)."""
-    mounts = []
-    for line in _lines(proc / "self" / "mountinfo"):
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) >= 5 and len(tail) >= 2:
-            mounts.append(_Mount(fields[2], _unescape(fields[4]), tail[0], _unescape(tail[1])))
-    return mounts
-
-
-def _find_node(sysfs: Path, mount: _Mount) -> Path | None:
+def _find_node(sysfs: Path, mount: Mount) -> Path | None:
     """The sysfs directory of the mount's device: by device number, else by the source node.
 
     btrfs reports an anonymous device number (0:N) in the mount table, so its source path is
     looked up instead: the node's own device number, its kernel name, or its /dev/mapper name.
     """
     by_dev = sysfs / "dev" / "block"
-    for dev in (mount.dev, _rdev(mount.source)):
-        if dev and not dev.startswith("0:") and (by_dev / dev).exists():
-            return (by_dev / dev).resolve()
+    for dev in (mount.dev, device_number(mount.source)):
+        if dev and not dev.startswith("0:") and _exists(by_dev / dev):
+            return _resolve(by_dev / dev)
     if not mount.source.startswith("/dev/"):
         return None
     name = Path(mount.source).name
     block = sysfs / "class" / "block"
-    if (block / name).exists():
-        return (block / name).resolve()
+    if _exists(block / name):
+        return _resolve(block / name)
     for node in _children(block):
         if _attr(node, "dm/name") == name:
-            return node.resolve()
+            return _resolve(node)
     return None
-
-
-def _rdev(source: str) -> str:
-    """major:minor of a device node such as /dev/mapper/root; "" if it is none."""
-    if not source.startswith("/dev/"):
-        return ""
-    try:
-        st = os.stat(source)
-    except OSError:
-        return ""
-    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" if stat.S_ISBLK(st.st_mode) else ""

@@ -16,7 +16,6 @@ growpart or resizefs has yet to finish in this boot (docs/adr/0011-rootfs-after-
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -88,22 +87,17 @@ def read_cloud_init_growth(files: Files, chain: RootChain) -> CloudInitGrowth:
 
 def read_cloud_config(files: Files) -> dict[str, Any]:
     """cloud.cfg merged with cloud.cfg.d/*.cfg in name order: a later file wins, maps merge."""
-    paths = [files.path(CLOUD_CFG)]
-    confd = files.path(CLOUD_CFG_D)
-    if confd.is_dir():
-        paths += sorted(p for p in confd.glob("*.cfg") if p.is_file())
+    paths = [CLOUD_CFG, *(p for p in files.glob(CLOUD_CFG_D, "*.cfg") if files.is_file(p))]
     merged: dict[str, Any] = {}
     for path in paths:
-        _merge(merged, _load(path, "/" + str(path.relative_to(files.root))))
+        _merge(merged, _load(files, path))
     return merged
 
 
-def _load(path: Path, name: str) -> dict[str, Any]:
+def _load(files: Files, name: str) -> dict[str, Any]:
     """One file's mapping; {} when it is missing or empty (cloud-init reads those as {})."""
     try:
-        data = yaml.safe_load(path.read_bytes())
-    except FileNotFoundError:
-        return {}
+        data = yaml.safe_load(files.read_bytes(name) or b"")
     except OSError as exc:
         raise AgentError(f"{name}: cannot read cloud-init's configuration: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

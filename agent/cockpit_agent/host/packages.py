@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 
 from cockpit_agent.errors import AgentError, CommandFailed
+from cockpit_agent.host.files import Files
 from cockpit_agent.host.run import Runner
 
 log = structlog.get_logger(__name__)
@@ -190,11 +191,11 @@ DNF_LOCKS = ("/var/lib/rpm/.rpm.lock", "/var/cache/dnf/metadata_lock.pid")
 
 
 def package_manager(
-    name: str | None, runner: Runner, root: Path, lock_timeout: float
+    name: str | None, runner: Runner, files: Files, lock_timeout: float
 ) -> PackageManager | None:
-    """The package manager by name (from facts), with its lock files under `root`."""
+    """The package manager by name (from facts), with its lock files under `files`' root."""
     if name == "apt":
-        return Apt(runner, LockWaiter([root / p.lstrip("/") for p in APT_LOCKS], lock_timeout))
+        return Apt(runner, LockWaiter([files.path(p) for p in APT_LOCKS], lock_timeout))
     if name in ("dnf", "yum"):
-        return Dnf(runner, LockWaiter([root / p.lstrip("/") for p in DNF_LOCKS], lock_timeout))
+        return Dnf(runner, LockWaiter([files.path(p) for p in DNF_LOCKS], lock_timeout))
     return None

@@ -100,3 +100,13 @@ def network_xml_matches(desired: str, live: str) -> bool:
     ):
         return False
     return _covers(have, want)
+
+
+def renamed_xml(xml: str, name: str) -> str:
+    """The network definition `xml` under another name (UUID and all else unchanged)."""
+    root = ET.fromstring(xml)  # noqa: S314 - from the local libvirtd or the step's record
+    element = root.find("name")
+    if element is None:
+        element = ET.SubElement(root, "name")
+    element.text = name
+    return ET.tostring(root, encoding="unicode") + "\n"
