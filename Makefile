@@ -12,7 +12,7 @@ test: deps lint unit integration validate e2e-ci
 
 # Every host package the targets below use (apt, only what is missing; tests/install-deps.sh).
 deps:
-	@$(DEPS) venv integration lab browser package deploy
+	@$(DEPS) venv integration lab browser package deploy e2e
 
 $(VENV)/.installed: pyproject.toml
 	@$(DEPS) venv
@@ -71,23 +71,24 @@ lab-image: venv lab-deps
 # Boot the lab, run the agent at boot, check it (tests/e2e). A failing test keeps its run
 # directory under runs/ and says where.
 e2e: venv lab-image tools
-	@$(DEPS) browser
+	@$(DEPS) browser e2e
 	$(PYTEST) --durations=30 $(E2E_CI) tests/e2e
 
 # What `make test` (and so CI) runs of the lab, one guest at a time: the main instance on the
 # stock-AMI image (cloud-init, netplan, the agent's .deb and the virtualisation stack baked in
 # by packaging/ami/bake.sh), shared by its modules in this order: the first boot and Cockpit
 # in a browser, check with drift and repair; a VM created without a network on the LNI; the
-# fleet playbook upgrading the agent; a VM disk backed up and restored as docs/backup.md says;
-# a kill at every storage, LNI and libvirt network action; a reboot and a failed member. Then
-# the LVM root under NetworkManager with the LNI unplugged at first boot. `make e2e` runs
-# these in the same order (the shared instance needs it), then the other modules and the
-# scenarios marked `extended` (docs/testing.md).
+# fleet playbook upgrading the agent; node_exporter and a plugin executor reading check; a VM
+# disk backed up and restored as docs/backup.md says; a kill at every storage, LNI and libvirt
+# network action; a reboot and a failed member. Then the LVM root under NetworkManager with
+# the LNI unplugged at first boot. `make e2e` runs these in the same order (the shared
+# instance needs it), then the other modules and the scenarios marked `extended`
+# (docs/testing.md).
 E2E_CI := tests/e2e/test_lab.py tests/e2e/test_vm_on_lni.py tests/e2e/test_ansible.py \
-	tests/e2e/test_docs_claims.py tests/e2e/test_crash.py tests/e2e/test_reboot.py \
-	tests/e2e/test_lvm_nm.py
+	tests/e2e/test_monitoring.py tests/e2e/test_docs_claims.py tests/e2e/test_crash.py \
+	tests/e2e/test_reboot.py tests/e2e/test_lvm_nm.py
 e2e-ci: venv lab-deps tools
-	@$(DEPS) browser
+	@$(DEPS) browser e2e
 	$(LAB) build stock lvm
 	$(PYTEST) -m "not extended" --durations=30 $(E2E_CI)
 

@@ -15,6 +15,8 @@
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
 #   package      make package: dpkg-buildpackage with debhelper, rpmbuild; lintian, rpmlint
 #   deploy       make validate and the bake's chroot test: shellcheck, packer, debootstrap
+#   e2e          the lab's monitoring clients on this side: promtool (Debian's prometheus) and
+#                the monitoring-plugins' check_by_ssh, both unpacked
 set -eu
 
 group_packages() {
@@ -29,7 +31,8 @@ group_packages() {
     browser) echo "chromium" ;;
     package) echo "build-essential debhelper rpm lintian rpmlint" ;;
     deploy) echo "shellcheck packer debootstrap debian-archive-keyring" ;;
-    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser, package, deploy)" >&2
+    e2e) ;;
+    *) echo "install-deps.sh: unknown group '$1' (venv, integration, lab, browser, package, deploy, e2e)" >&2
         exit 2 ;;
     esac
 }
@@ -40,11 +43,12 @@ UNPACKED=/var/cache/cockpit-agent-deps
 group_unpacked() {
     case "$1" in
     integration) echo "cloud-init libvirt0 libvirt-daemon-config-network" ;;
+    e2e) echo "prometheus monitoring-plugins-basic" ;;
     *) ;;
     esac
 }
 
-[ "$#" -gt 0 ] || set -- venv integration lab browser package deploy
+[ "$#" -gt 0 ] || set -- venv integration lab browser package deploy e2e
 wanted=""
 for group in "$@"; do
     wanted="$wanted $(group_packages "$group")"

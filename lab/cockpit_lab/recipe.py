@@ -123,16 +123,22 @@ class Recipe:
         return h.hexdigest()[:16]
 
 
+# The admins' monitoring on the stock image: Debian's node_exporter, whose textfile collector
+# serves the metrics `cockpit-agent check --prometheus` writes (tests/e2e/test_monitoring.py).
+MONITORING = ("prometheus-node-exporter",)
+
 # Image variants. "base": no cloud-init, networkd with the lab's own files, the
 # virtualisation packages only in its apt cache (the scenario about installing them installs
 # from there, never from a mirror). "stock": what users bake from, a stock EC2 AMI: cloud-init
-# active (EC2 datasource from the lab's SMBIOS identity and IMDS), netplan over networkd; its
-# bake installs the virtualisation packages. "lvm": the root filesystem on an LVM logical
-# volume (labvg/root) whose PV is the disk's last partition, cloud-init active,
+# active (EC2 datasource from the lab's SMBIOS identity and IMDS), netplan over networkd,
+# node_exporter; its bake installs the virtualisation packages. "lvm": the root filesystem on
+# an LVM logical volume (labvg/root) whose PV is the disk's last partition, cloud-init active,
 # NetworkManager, as RHEL-family AMIs are laid out; no virtualisation stack.
 VARIANTS: dict[str, Recipe] = {
     "base": Recipe(),
-    "stock": Recipe(cloud_init=True, network="netplan", virt="bake"),
+    "stock": Recipe(
+        cloud_init=True, network="netplan", virt="bake", packages=BASE_PACKAGES + MONITORING
+    ),
     "lvm": Recipe(root_layout="lvm", cloud_init=True, network="networkmanager", virt="none"),
 }
 
