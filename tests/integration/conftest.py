@@ -36,6 +36,20 @@ def need_tools(*tools: str) -> None:
     pytest.skip(message)
 
 
+UNPACKED = Path("/var/cache/cockpit-agent-deps")  # tests/install-deps.sh: group_unpacked
+
+
+def unpacked(path: Path) -> Path:
+    """A file of a package tests/install-deps.sh unpacked; skipped (failed under `make
+    integration`) when it is not there."""
+    if not path.is_file():
+        message = f"no {path} (tests/install-deps.sh integration)"
+        if os.environ.get("COCKPIT_TEST_REQUIRE_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def _run(*argv: str, stdin: str | None = None) -> str:
     return SubprocessRunner().run(argv, input=stdin, timeout=60).stdout
 
