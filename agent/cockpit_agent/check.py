@@ -126,6 +126,12 @@ def check(
         drifted = drifted_steps(report.findings)
         if not ((repair or config.health.auto_repair) and drifted):
             return report
+        if read_only(state_path):
+            report.notes.append(
+                f"repair skipped: {state_path.parent} is read-only here (the check unit's "
+                "sandbox: docs/monitoring.md, Repair, says how to allow repair)"
+            )
+            return report
         try:
             with running.doing("repair"):
                 reconcile(
@@ -157,6 +163,15 @@ def check(
         write_prometheus(prometheus, prometheus_text(report, state, now(), took))
     log_report(report, memo_path(lock_path))
     return report
+
+
+def read_only(path: Path) -> bool:
+    """The nearest existing directory of `path` cannot be written: a repair, which records a
+    run beside it, would fail half-way (cockpit-agent-check.service's ProtectSystem=strict)."""
+    directory = path.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return not os.access(directory, os.W_OK)
 
 
 def observe(
