@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import site
 import socket
 import subprocess
 import sys
@@ -458,3 +459,32 @@ def test_the_packaged_launcher_answers_a_broken_install_as_unknown(tmp_path: Pat
     )
     proc = subprocess.run([*run, "status"], capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def test_the_packaged_launcher_keeps_site_packages_out_but_python3_systemd(
+    tmp_path: Path,
+) -> None:
+    # This venv's site-packages stand for Debian's: yaml (as rich would) stays out, the
+    # systemd package (the journal's fields) is found there.
+    launcher = tmp_path / "bin" / "cockpit-agent"
+    launcher.parent.mkdir()
+    launcher.write_text((ROOT / "packaging" / "cockpit-agent").read_text())
+    lib = tmp_path / "lib" / "cockpit-agent"
+    (lib / f"python{sys.version_info[0]}.{sys.version_info[1]}").mkdir(parents=True)
+    (lib / "lib" / "cockpit_agent").mkdir(parents=True)
+    (lib / "lib" / "cockpit_agent" / "__init__.py").write_text("")
+    (lib / "lib" / "cockpit_agent" / "cli.py").write_text(
+        "import importlib.util, json, site, sys\n"
+        "def main():\n"
+        "    from systemd import journal\n"
+        "    spec = importlib.util.find_spec\n"
+        "    print(json.dumps({'yaml': spec('yaml') is not None, 'journal': journal.__file__,\n"
+        "        'site': [p for p in sys.path if p in site.getsitepackages()]}))\n"
+        "    return 0\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", str(launcher)], capture_output=True, text=True, check=True
+    )
+    shown = json.loads(proc.stdout)
+    assert shown["yaml"] is False and shown["site"] == []
+    assert shown["journal"].startswith(tuple(site.getsitepackages()))
