@@ -327,7 +327,8 @@ def run_check(
     running: Running | None = None,
 ) -> list[Finding]:
     """Every finding: unreadable facts, the state file, then each enabled step's verify() and
-    its drift (what its plan would change). Each step's time goes into `durations`."""
+    its drift (what its plan would change), the steps observed concurrently. Each step's time
+    goes into `durations`."""
     if steps is None:
         steps = all_steps()
     findings = [
@@ -338,18 +339,32 @@ def run_check(
     findings += attempt_findings(state_path)
     findings += unreadable or state_findings(facts, state, state_path)
     ctx = Ctx(runner=runner or SubprocessRunner(), files=Files(), facts=facts, config=config)
-    for step in steps:
-        if not step.enabled(config):
-            continue
+    enabled = [step for step in steps if step.enabled(config)]
+    found: dict[str, list[Finding]] = {}
+    seconds: dict[str, float] = {}
+    doing = running or Running()
+
+    def one(step: Step[Any, Any]) -> None:
         started = time.monotonic()
         try:
-            with (running or Running()).doing(step.name):
-                found = step_findings(step, ctx)
+            with doing.doing(step.name):
+                found[step.name] = step_findings(step, ctx)
         except Exception as exc:  # a check that cannot run is UNKNOWN
-            found = [Finding("unknown", f"{step.name}-unverifiable", str(exc))]
+            found[step.name] = [Finding("unknown", f"{step.name}-unverifiable", str(exc))]
+        seconds[step.name] = time.monotonic() - started
+
+    # Each step observes at the same time as the others: a step's time is mostly waiting on
+    # commands (systemctl, virsh, mdadm), and an observation changes nothing. Daemon threads,
+    # so that a step stuck past the timeout cannot hold the process.
+    workers = [threading.Thread(target=one, args=(s,), name=s.name, daemon=True) for s in enabled]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for step in enabled:  # in the steps' order, whichever finished first
+        findings += [dataclasses.replace(f, step=f.step or step.name) for f in found[step.name]]
         if durations is not None:
-            durations[step.name] = time.monotonic() - started
-        findings += [dataclasses.replace(f, step=f.step or step.name) for f in found]
+            durations[step.name] = seconds[step.name]
     if not any(f.severity != "ok" for f in findings):
         findings.append(Finding("ok", "converged", "host converged"))
     return findings

@@ -471,3 +471,35 @@ def test_the_report_as_json_and_as_lines(tmp_path: Path) -> None:
         "COCKPIT-AGENT CRITICAL - not mounted | 'drift'=0;0;;0 'storage_seconds'=0.012s;;;0",
         "[CRITICAL] storage: storage-not-mounted: not mounted",
     ]
+
+
+@dataclass
+class SleepyStep(FixedStep):
+    """A step whose observation takes `seconds`, as one waiting on a command does."""
+
+    seconds: float = 0.0
+
+    def observe(self, ctx: Ctx) -> int:
+        time.sleep(self.seconds)
+        return super().observe(ctx)
+
+
+def test_steps_are_observed_concurrently_and_reported_in_order(tmp_path: Path) -> None:
+    steps = [
+        SleepyStep("rootfs", [Finding("warning", "slow", "slow first")], seconds=0.6),
+        SleepyStep("storage", [Finding("critical", "fast", "fast second")], seconds=0.1),
+        SleepyStep("virt", [Finding("ok", "fine", "fine")], seconds=0.6),
+    ]
+    durations: dict[str, float] = {}
+    started = time.monotonic()
+    found = run_check(
+        Config(), facts(), state_file(tmp_path), steps, FakeRunner(), durations=durations
+    )  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.1  # not 0.6 + 0.1 + 0.6
+    assert [(f.step, f.code) for f in found] == [
+        ("rootfs", "slow"),
+        ("storage", "fast"),
+        ("virt", "fine"),
+    ]
+    assert list(durations) == ["rootfs", "storage", "virt"]
+    assert durations["rootfs"] >= 0.6 and durations["storage"] < 0.5
