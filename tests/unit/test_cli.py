@@ -440,17 +440,23 @@ def test_an_unexpected_error_is_one_line_and_the_commands_code(
     assert capsys.readouterr().out.startswith("COCKPIT-AGENT UNKNOWN - internal error: ValueError")
 
 
+def packaged(root: Path) -> Path:
+    """The packages' layout under `root`: bin/cockpit-agent (the launcher), and the directory
+    of the agent's package under lib/cockpit-agent/lib (empty, for the test to fill)."""
+    (root / "bin").mkdir()
+    (root / "bin" / "cockpit-agent").write_text((ROOT / "packaging/cockpit-agent").read_text())
+    lib = root / "lib" / "cockpit-agent"
+    (lib / f"python{sys.version_info[0]}.{sys.version_info[1]}").mkdir(parents=True)
+    (lib / "lib" / "cockpit_agent").mkdir(parents=True)
+    return lib / "lib" / "cockpit_agent"
+
+
 def test_the_packaged_launcher_answers_a_broken_install_as_unknown(tmp_path: Path) -> None:
     # /usr/bin/cockpit-agent of the packages, over libraries that cannot be imported: check
     # says UNKNOWN (3), not a traceback's exit 1 that the check unit counts as WARNING.
-    launcher = tmp_path / "bin" / "cockpit-agent"
-    launcher.parent.mkdir()
-    launcher.write_text((ROOT / "packaging" / "cockpit-agent").read_text())
-    lib = tmp_path / "lib" / "cockpit-agent"
-    (lib / f"python{sys.version_info[0]}.{sys.version_info[1]}").mkdir(parents=True)
-    (lib / "lib" / "cockpit_agent").mkdir(parents=True)
-    (lib / "lib" / "cockpit_agent" / "__init__.py").write_text("import pydantic_core_missing\n")
-    run = [sys.executable, "-I", str(launcher)]
+    package = packaged(tmp_path)
+    (package / "__init__.py").write_text("import pydantic_core_missing\n")
+    run = [sys.executable, "-I", str(tmp_path / "bin" / "cockpit-agent")]
     proc = subprocess.run([*run, "check"], capture_output=True, text=True, check=False)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == (
@@ -466,14 +472,9 @@ def test_the_packaged_launcher_keeps_site_packages_out_but_python3_systemd(
 ) -> None:
     # This venv's site-packages stand for Debian's: yaml (as rich would) stays out, the
     # systemd package (the journal's fields) is found there.
-    launcher = tmp_path / "bin" / "cockpit-agent"
-    launcher.parent.mkdir()
-    launcher.write_text((ROOT / "packaging" / "cockpit-agent").read_text())
-    lib = tmp_path / "lib" / "cockpit-agent"
-    (lib / f"python{sys.version_info[0]}.{sys.version_info[1]}").mkdir(parents=True)
-    (lib / "lib" / "cockpit_agent").mkdir(parents=True)
-    (lib / "lib" / "cockpit_agent" / "__init__.py").write_text("")
-    (lib / "lib" / "cockpit_agent" / "cli.py").write_text(
+    package = packaged(tmp_path)
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(
         "import importlib.util, json, site, sys\n"
         "def main():\n"
         "    from systemd import journal\n"
@@ -483,7 +484,10 @@ def test_the_packaged_launcher_keeps_site_packages_out_but_python3_systemd(
         "    return 0\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-I", str(launcher)], capture_output=True, text=True, check=True
+        [sys.executable, "-I", str(tmp_path / "bin" / "cockpit-agent")],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     shown = json.loads(proc.stdout)
     assert shown["yaml"] is False and shown["site"] == []
