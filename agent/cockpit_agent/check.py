@@ -111,47 +111,27 @@ def check(
 ) -> CheckReport:
     """The whole check: facts, findings, repair when asked (or health.auto_repair) and
     something drifted, then facts and findings again; the Prometheus textfile; one log line.
-    Past `timeout` seconds the report is UNKNOWN, whatever is still running (its commands are
-    killed). `gather_facts`, `reconcile` and `steps` are the real ones unless a test passes
-    its own."""
+    An observation still running after `timeout` seconds makes the report UNKNOWN (its
+    commands are killed); a repair is never cut short. `gather_facts`, `reconcile` and
+    `steps` are the real ones unless a test passes its own."""
     started = time.monotonic()
     running = Running()
     gather_facts = gather_facts or _gather
     reconcile = reconcile or reconcile_steps
 
-    def work() -> CheckReport:
+    def observe_now() -> CheckReport:
         with running.doing("facts"):
             facts = gather_facts(config)
-        report = observe(config, facts, state_path, steps, running)
-        drifted = drifted_steps(report.findings)
-        if not ((repair or config.health.auto_repair) and drifted):
-            return report
-        if read_only(state_path):
-            report.notes.append(
-                f"repair skipped: {state_path.parent} is read-only here (the check unit's "
-                "sandbox: docs/monitoring.md, Repair, says how to allow repair)"
-            )
-            return report
-        try:
-            with running.doing("repair"):
-                reconcile(
-                    config,
-                    state_path=state_path,
-                    lock_path=lock_path,
-                    wait_seconds=REPAIR_WAIT_SECONDS,
-                    only=drifted,
-                )
-        except LockHeld as exc:
-            report.notes.append(f"repair skipped: {exc}")
-            return report
-        with running.doing("facts"):
-            facts = gather_facts(config)
-        report = observe(config, facts, state_path, steps, running)
-        report.repaired = drifted
-        return report
+        return observe(config, facts, state_path, steps, running)
+
+    def bounded() -> CheckReport:
+        return observe_now() if timeout is None else within(timeout, observe_now)
 
     try:
-        report = work() if timeout is None else within(timeout, work)
+        report = bounded()
+        drifted = drifted_steps(report.findings)
+        if (repair or config.health.auto_repair) and drifted:
+            report = _repair(config, report, drifted, state_path, lock_path, reconcile, bounded)
     except CheckTimeout:
         stop_running()
         what = ", ".join(sorted(running.now)) or "nothing"
@@ -162,6 +142,39 @@ def check(
         took = time.monotonic() - started
         write_prometheus(prometheus, prometheus_text(report, state, now(), took))
     log_report(report, memo_path(lock_path))
+    return report
+
+
+def _repair(  # noqa: PLR0917 - check()'s own, passed on
+    config: Config,
+    report: CheckReport,
+    drifted: list[str],
+    state_path: Path,
+    lock_path: Path,
+    reconcile: Reconcile,
+    check_again: Callable[[], CheckReport],
+) -> CheckReport:
+    """Reconcile the drifted steps, then check again. The timeout bounds each check, never
+    the repair: a reconcile cut short would leave its work half done."""
+    if read_only(state_path):
+        report.notes.append(
+            f"repair skipped: {state_path.parent} is read-only here (the check unit's "
+            "sandbox: docs/monitoring.md, Repair, says how to allow repair)"
+        )
+        return report
+    try:
+        reconcile(
+            config,
+            state_path=state_path,
+            lock_path=lock_path,
+            wait_seconds=REPAIR_WAIT_SECONDS,
+            only=drifted,
+        )
+    except LockHeld as exc:
+        report.notes.append(f"repair skipped: {exc}")
+        return report
+    report = check_again()
+    report.repaired = drifted
     return report
 
 

@@ -503,3 +503,17 @@ def test_steps_are_observed_concurrently_and_reported_in_order(tmp_path: Path) -
     ]
     assert list(durations) == ["rootfs", "storage", "virt"]
     assert durations["rootfs"] >= 0.6 and durations["storage"] < 0.5
+
+
+def test_the_timeout_bounds_the_checks_not_the_repair(tmp_path: Path) -> None:
+    step, kwargs = drifted(tmp_path)
+    repairs = Repairs(step)
+
+    def slow_repair(config: Config, **kw: Any) -> RunRecord:
+        time.sleep(0.5)  # longer than the timeout: a reconcile is never cut short
+        return repairs(config, **kw)
+
+    report = checking.check(
+        kwargs.pop("config"), repair=True, reconcile=slow_repair, timeout=0.3, **kwargs
+    )
+    assert (report.code, report.repaired) == (0, ["storage"])
