@@ -135,7 +135,7 @@ def test_drifted_degraded_and_timed_out(case: str, host: list[str], tmp_path: Pa
         state_path=Path(host[3]),
         lock_path=Path(host[5]),
         prometheus=prom,
-        timeout=1.0,
+        timeout=1.0 if case == "timed-out" else 30.0,
         gather_facts=lambda _: Facts(arrays=arrays if case == "degraded" else []),
         steps=steps,  # type: ignore[arg-type]
     )
