@@ -72,7 +72,7 @@ lab-image: venv lab-deps
 # directory under runs/ and says where.
 e2e: venv lab-image tools
 	@$(DEPS) browser e2e
-	$(PYTEST) --durations=30 $(E2E_CI) tests/e2e
+	COCKPIT_TEST_REQUIRE_TOOLS=1 $(PYTEST) --durations=30 $(E2E_CI) tests/e2e
 
 # What `make test` (and so CI) runs of the lab, one guest at a time: the main instance on the
 # stock-AMI image (cloud-init, netplan, the agent's .deb and the virtualisation stack baked in
@@ -90,7 +90,7 @@ E2E_CI := tests/e2e/test_lab.py tests/e2e/test_vm_on_lni.py tests/e2e/test_ansib
 e2e-ci: venv lab-deps tools
 	@$(DEPS) browser e2e
 	$(LAB) build stock lvm
-	$(PYTEST) -m "not extended" --durations=30 $(E2E_CI)
+	COCKPIT_TEST_REQUIRE_TOOLS=1 $(PYTEST) -m "not extended" --durations=30 $(E2E_CI)
 
 # Boot the stock-AMI image (cloud-init, Cockpit and libvirt baked in); print status, SSH and
 # Cockpit.

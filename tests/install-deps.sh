@@ -10,7 +10,8 @@
 #                own code (unpacked, never installed: its units must not run here) and the
 #                Python libraries it imports, to read cloud-init's configuration as it does;
 #                libvirt's network schema and stock network (unpacked) with xmllint; busybox
-#                and cpio for the lab's tiny VM (lab/cockpit_lab/tinyvm.py)
+#                and cpio for the lab's tiny VM (lab/cockpit_lab/tinyvm.py); Prometheus's
+#                promtool (unpacked: the package ships a service) for the metrics' lint
 #   lab          the QEMU lab: image build (debootstrap, chroot, loop devices) and QEMU
 #   browser      headless Chromium for the e2e test that logs in to Cockpit
 #   package      make package: dpkg-buildpackage with debhelper, rpmbuild; lintian, rpmlint
@@ -42,7 +43,7 @@ group_packages() {
 UNPACKED=/var/cache/cockpit-agent-deps
 group_unpacked() {
     case "$1" in
-    integration) echo "cloud-init libvirt0 libvirt-daemon-config-network" ;;
+    integration) echo "cloud-init libvirt0 libvirt-daemon-config-network prometheus" ;;
     e2e) echo "prometheus monitoring-plugins-basic" ;;
     *) ;;
     esac

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cockpit_agent.paths import CONFIG_PATH, LOCK_PATH, STATE_PATH
+from cockpit_agent.plugin import DEFAULT_TIMEOUT, UNKNOWN, status_text
 
 if TYPE_CHECKING:
     from cockpit_agent.config import Config
@@ -28,7 +29,8 @@ exit codes:
                     or the run failed before its steps, 2 usage or configuration error,
                     3 another run holds the lock
   check             monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
-                    (a configuration error, or a check that cannot run, is UNKNOWN)
+                    (a bad argument, a configuration error, a check that cannot run or
+                    does not finish within --timeout is UNKNOWN, with a status line)
   status            0 shown and the last run succeeded, 1 the last run failed or a later
                     reconcile failed before its steps, 2 no state file yet or unreadable
   facts, version    0, or 2 on a configuration error
@@ -38,6 +40,29 @@ exit codes:
 """
 
 OK, FAILED, USAGE, LOCKED = 0, 1, 2, 3
+
+
+class UsageError(SystemExit):
+    """A bad command line, already reported on stderr as argparse does; exit 2, except for
+    `check`, which answers it as a monitoring plugin (UNKNOWN, 3)."""
+
+    def __init__(self, message: str, command: str) -> None:
+        super().__init__(USAGE)
+        self.message = message
+        self.command = command
+
+
+def _usage(parser: argparse.ArgumentParser, message: str, command: str | None = None) -> UsageError:
+    """argparse's report of a bad command line; `command` defaults to the one whose parser
+    complains ("cockpit-agent check" -> check)."""
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return UsageError(message, command or [*parser.prog.split(), ""][1])
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exits 2 here
+        raise _usage(self, message)
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -68,7 +93,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cockpit-agent",
         description="Turns this instance into a KVM host managed through Cockpit.",
         epilog=EXIT_CODES,
@@ -76,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _common(common, top=False)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -116,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument(
         "--repair", action="store_true", help="reconcile the steps that drifted, then check again"
     )
+    chk.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"UNKNOWN when the check has not finished by then (default {DEFAULT_TIMEOUT:g})",
+    )
     add("facts", "print what the agent sees: platform, instance, disks, links")
     cfg = add("config", "configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -130,7 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cockpit-agent` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise _usage(parser, f"unrecognized arguments: {' '.join(extra)}", args.command)
+    except UsageError as exc:
+        if exc.command != "check":
+            return USAGE
+        print(status_text(UNKNOWN, f"usage: {exc.message}"))
+        return UNKNOWN
     handler = {
         "reconcile": cmd_reconcile,
         "plan": cmd_plan,
@@ -444,14 +485,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         config = _setup(args)
     except ConfigError as exc:
         return _check_unknown(args, f"configuration: {exc}")
-    from cockpit_agent.check import check  # noqa: PLC0415
+    from cockpit_agent.check import check, textfile_problem  # noqa: PLC0415
 
+    problem = args.prometheus and textfile_problem(args.prometheus)
+    if problem:
+        return _check_unknown(args, problem)
     report = check(
         config,
         state_path=args.state,
         lock_path=args.lock,
         repair=args.repair,
         prometheus=args.prometheus,
+        timeout=args.timeout,
     )
     for note in report.notes:
         _err(note)
@@ -464,14 +509,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_unknown(args: argparse.Namespace, message: str) -> int:
     """A check that cannot run: UNKNOWN, as a status line or as JSON."""
-    line = f"UNKNOWN - {message}"
+    line = status_text(UNKNOWN, message)
     if args.json:
         finding = {"severity": "unknown", "code": "check-failed", "message": message, "step": ""}
-        summary = {"status": "UNKNOWN", "exit_code": 3, "summary": line, "repaired_steps": []}
-        _out({**summary, "findings": [finding]})
+        summary = {"status": "UNKNOWN", "exit_code": UNKNOWN, "summary": line, "perfdata": ""}
+        _out({**summary, "repaired_steps": [], "findings": [finding]})
     else:
         print(line)
-    return 3
+    return UNKNOWN
 
 
 if __name__ == "__main__":

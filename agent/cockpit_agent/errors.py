@@ -21,7 +21,8 @@ class CommandFailed(AgentError):
         self.rc = rc
         self.stderr = stderr
         tail = stderr.strip().splitlines()[-3:] if stderr.strip() else []
-        detail = ("; " + " | ".join(tail)) if tail else ""
+        # Not " | ": this message may reach check's status line, where "|" starts perfdata.
+        detail = ("; " + " / ".join(tail)) if tail else ""
         super().__init__(f"{' '.join(self.argv)} exited {rc}{detail}")
 
 

@@ -258,10 +258,23 @@ def test_check_is_ok_on_the_converged_guest(lab: Lab) -> None:
     first = lab.ssh("cockpit-agent check", check=False).stdout.splitlines()[0]
     if has_kvm(lab):
         assert (code, report["status"]) == (0, "OK"), report
-        assert first.startswith("OK - ")
+        assert first.startswith("COCKPIT-AGENT OK - host converged | 'drift'=0;0;;0 ")
     else:
         assert (code, report["status"]) == (1, "WARNING"), report
-        assert first.startswith("WARNING - /dev/kvm is missing")
+        assert first.startswith("COCKPIT-AGENT WARNING - /dev/kvm is missing")
+
+
+def test_the_sandboxed_check_unit_reads_all_it_needs(lab: Lab) -> None:
+    # Issue 20: cockpit-agent-check.service runs sandboxed (systemd-analyze security 2.7):
+    # read-only file system, two capabilities, a system-call filter. On the converged guest
+    # its check must still see everything: OK (WARNING without /dev/kvm), never UNKNOWN.
+    lab.ssh("systemctl start cockpit-agent-check.service", check=False, timeout=300)
+    shown = sh(lab, "systemctl show -p ExecMainStatus cockpit-agent-check.service").strip()
+    assert shown == f"ExecMainStatus={0 if has_kvm(lab) else 1}", shown
+    logged = sh(lab, "journalctl -u cockpit-agent-check.service -o cat --no-pager | grep summary")
+    last = json.loads(logged.splitlines()[-1])
+    expected = "COCKPIT-AGENT OK - " if has_kvm(lab) else "COCKPIT-AGENT WARNING - /dev/kvm"
+    assert last["summary"].startswith(expected), last
 
 
 def test_drift_shows_then_repair_restores_it(lab: Lab) -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from cockpit_lab.vm import Lab
 from tests.e2e.guest import has_kvm, sh
+from tests.helpers.tools import UNPACKED, unpacked
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-UNPACKED = Path("/var/cache/cockpit-agent-deps")  # tests/install-deps.sh, group e2e
 PROMTOOL = UNPACKED / "prometheus/usr/bin/promtool"
 CHECK_BY_SSH = UNPACKED / "monitoring-plugins-basic/usr/lib/nagios/plugins/check_by_ssh"
 DROPIN = REPO / "packaging/monitoring/cockpit-agent-check-prometheus.conf"
@@ -35,15 +35,9 @@ SCRAPE = (
 )
 
 
-def tool(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"{path} is missing: run `tests/install-deps.sh e2e`")
-    return path
-
-
 def by_ssh(lab: Lab, command: str = "cockpit-agent check") -> subprocess.CompletedProcess[str]:
     argv = [
-        str(tool(CHECK_BY_SSH)),
+        str(unpacked(CHECK_BY_SSH)),
         *("-H", "127.0.0.1", "-p", str(lab.ports.mgmt_ssh), "-l", "root", "-i", str(lab.key)),
         *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-E"),
         *("-t", "60", "-C", command),
@@ -68,7 +62,7 @@ def test_node_exporter_serves_the_metrics_the_check_unit_writes(lab: Lab) -> Non
     assert any(line.startswith("cockpit_agent_build_info{") for line in ours), ours
     assert "node_textfile_scrape_error 0" in served, "node_exporter could not read the textfile"
     proc = subprocess.run(
-        [str(tool(PROMTOOL)), "check", "metrics"],
+        [str(unpacked(PROMTOOL)), "check", "metrics"],
         check=False,
         input="\n".join(ours) + "\n",
         capture_output=True,

@@ -6,6 +6,7 @@ stop/start that blanks the instance store gets a new array in place of the lost 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from cockpit_lab.recipe import LNI_GUEST_IP
@@ -72,11 +73,13 @@ def test_check_is_critical_when_an_array_member_fails(lab: Lab) -> None:
     code, report = check(lab)
     assert code == 2, report
     assert problems(report).get("storage-degraded") == "critical", report
-    assert report["summary"].startswith("CRITICAL - ")
+    assert report["summary"].startswith("COCKPIT-AGENT CRITICAL - ")
+    assert "'any:cockpit-data_degraded'=1;;0;0;" in report["perfdata"], report
     lab.ssh("cockpit-agent check --prometheus /run/cockpit-agent.prom", check=False)
     text = sh(lab, "cat /run/cockpit-agent.prom")
     assert "cockpit_agent_check_status 2" in text
-    assert 'cockpit_agent_array_degraded{array="cockpit-data"} 1' in text
+    degraded = r'^cockpit_agent_array_degraded_members\{array="any:cockpit-data",uuid="[^"]+"\} 1$'
+    assert re.search(degraded, text, re.MULTILINE), text
 
 
 @pytest.mark.extended

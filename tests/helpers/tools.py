@@ -1,9 +1,11 @@
-"""The host tools a test needs: skipped without them, failed under `make integration`."""
+"""The host tools and unpacked packages a test needs: skipped without them, failed under `make
+integration` (COCKPIT_TEST_REQUIRE_TOOLS=1)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +21,17 @@ def need_tools(*tools: str) -> None:
     if os.environ.get("COCKPIT_TEST_REQUIRE_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+UNPACKED = Path("/var/cache/cockpit-agent-deps")  # tests/install-deps.sh: group_unpacked
+
+
+def unpacked(path: Path) -> Path:
+    """A file of a package tests/install-deps.sh unpacked; skipped (failed under `make
+    integration`) when it is not there."""
+    if not path.is_file():
+        message = f"no {path} (tests/install-deps.sh)"
+        if os.environ.get("COCKPIT_TEST_REQUIRE_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -5,14 +5,13 @@ default.xml), unpacked by tests/install-deps.sh, checked with xmllint; no libvir
 
 from __future__ import annotations
 
-import os
 import subprocess
 from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 from tests.helpers.libvirt_fake import STOCK_DUMP
-from tests.helpers.tools import need_tools
+from tests.helpers.tools import UNPACKED, need_tools, unpacked
 
 from cockpit_agent.render.libvirt_network import (
     LibvirtNetworkSpec,
@@ -28,18 +27,8 @@ from cockpit_agent.steps.libvirt_network.plan import is_stock
 
 pytestmark = pytest.mark.integration
 
-UNPACKED = Path("/var/cache/cockpit-agent-deps")
 SCHEMA = UNPACKED / "libvirt0/usr/share/libvirt/schemas/network.rng"
 SHIPPED = UNPACKED / "libvirt-daemon-config-network" / STOCK_TEMPLATE.lstrip("/")
-
-
-def unpacked(path: Path) -> Path:
-    if not path.is_file():
-        message = f"no {path} (tests/install-deps.sh integration)"
-        if os.environ.get("COCKPIT_TEST_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def validate(xml: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

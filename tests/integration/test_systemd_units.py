@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 from tests.helpers.tools import need_tools
 
-UNITS = Path(__file__).resolve().parents[2] / "systemd"
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "systemd"
 INSTALLED_AT = "/usr/bin/cockpit-agent"
 
 pytestmark = pytest.mark.integration
@@ -64,3 +67,98 @@ def test_check_timer_contract() -> None:
     assert timer["Timer"]["OnBootSec"] == "2min"
     assert timer["Timer"]["OnUnitActiveSec"] == "5min"
     assert unit("cockpit-agent-check.service")["Service"]["ExecStart"] == f"{INSTALLED_AT} check"
+
+
+# --- issue 20: the units' sandboxes, rated by `systemd-analyze security --offline=true` ------
+
+CHECK_UNIT = "cockpit-agent-check.service"
+DROPINS = ROOT / "packaging" / "monitoring"
+
+
+def exposure(tmp_path: Path, name: str, *dropins: Path) -> float:
+    """The overall exposure systemd-analyze gives the unit as installed in a root with these
+    drop-ins (0 safe ... 10 unsafe)."""
+    need_tools("systemd-analyze")
+    root = tmp_path / "root"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "usr/lib/systemd/system").mkdir(parents=True)
+    shutil.copy(UNITS / name, root / "usr/lib/systemd/system" / name)
+    dropin_dir = root / "etc/systemd/system" / f"{name}.d"
+    dropin_dir.mkdir(parents=True)
+    for dropin in dropins:
+        shutil.copy(dropin, dropin_dir / f"50-{dropin.name}")
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", f"--root={root}", "--no-pager", name],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout)
+    assert match, proc.stdout + proc.stderr
+    return float(match[1])
+
+
+def test_the_check_unit_is_sandboxed_to_at_most_5(tmp_path: Path) -> None:
+    assert exposure(tmp_path, CHECK_UNIT) <= 5.0  # 2.7 with systemd 252
+    # The Prometheus drop-in opens its textfile directory and nothing else.
+    prometheus = DROPINS / "cockpit-agent-check-prometheus.conf"
+    assert exposure(tmp_path, CHECK_UNIT, prometheus) <= 5.0
+    dropin = prometheus.read_text()
+    textfile = re.search(r"--prometheus (\S+)/[^/\s]+\.prom", dropin)
+    assert textfile and f"ReadWritePaths=-{textfile[1]}\n" in dropin
+
+
+def test_the_repair_dropin_lifts_the_sandbox_to_the_reconcile_units(tmp_path: Path) -> None:
+    repair = DROPINS / "cockpit-agent-check-repair.conf"
+    plain = unit(CHECK_UNIT)["Service"]
+    lifted = configparser.ConfigParser(strict=False, interpolation=None)
+    lifted.optionxform = str  # type: ignore[assignment, method-assign]
+    lifted.read(repair)
+    sandbox = set(plain) - {"Type", "ExecStart", "SuccessExitStatus", "Nice", "IOSchedulingClass"}
+    assert sandbox <= set(lifted["Service"]), "a sandbox setting the drop-in does not reset"
+    # Everything reset, the check unit is rated as an unsandboxed one (9.6 with systemd 252).
+    assert exposure(tmp_path, CHECK_UNIT, repair) >= 9.5
+
+
+def test_the_reconcile_unit_is_sandboxed_as_far_as_its_work_allows(tmp_path: Path) -> None:
+    assert exposure(tmp_path, "cockpit-agent.service") <= 9.0
+    service = unit("cockpit-agent.service")["Service"]
+    # It mounts for the whole host, writes /etc and loads modules: no namespace, no filter.
+    for setting in ("ProtectSystem", "PrivateTmp", "PrivateDevices", "ProtectClock"):
+        assert setting not in service, setting
+
+
+def test_repair_in_the_read_only_sandbox_is_skipped_and_said(tmp_path: Path) -> None:
+    # ProtectSystem=strict as the check sees it: the state directory on a read-only mount.
+    from tests.unit.test_check import FixedStep  # noqa: PLC0415
+
+    from cockpit_agent.check import check  # noqa: PLC0415
+    from cockpit_agent.config import Config  # noqa: PLC0415
+    from cockpit_agent.engine import Finding  # noqa: PLC0415
+    from cockpit_agent.facts.gather import Facts  # noqa: PLC0415
+
+    need_tools("mount", "umount")
+    state_dir = tmp_path / "var-lib"
+    state_dir.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "h9-ro", str(state_dir)], check=True
+    )
+    try:
+        asked: list[object] = []
+        report = check(
+            Config(),
+            state_path=state_dir / "cockpit-agent" / "state.json",
+            lock_path=tmp_path / "lock",
+            repair=True,
+            gather_facts=lambda _: Facts(),
+            reconcile=lambda *a, **kw: asked.append(kw),  # type: ignore[arg-type, func-returns-value]
+            steps=[FixedStep("storage", [Finding("critical", "not-mounted", "not mounted")])],  # type: ignore[list-item]
+        )
+    finally:
+        subprocess.run(["umount", str(state_dir)], check=True)
+    assert asked == [] and report.code == 2
+    assert report.notes == [
+        f"repair skipped: {state_dir}/cockpit-agent is read-only here (the check unit's sandbox: "
+        "docs/monitoring.md, Repair, says how to allow repair)"
+    ]

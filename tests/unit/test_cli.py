@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import site
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,8 @@ from cockpit_agent.cli import main
 from tests.helpers.lock import start_holder
 
 OUTPOST = "arn:aws:outposts:us-west-2:111122223333:outpost/op-0fixture00000001"
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "agent")}
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "agent")}
 
 
 def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -188,7 +193,7 @@ def test_bad_config_makes_reconcile_exit_2(lab: dict[str, str]) -> None:
 def test_check_reports_never_reconciled_as_warning(lab: dict[str, str]) -> None:
     proc = cli("check", *opts(lab))
     assert proc.returncode == 1
-    assert proc.stdout.startswith("WARNING - ")
+    assert proc.stdout.startswith("COCKPIT-AGENT WARNING - ")
 
 
 def test_check_after_a_failed_run_is_critical(lab: dict[str, str]) -> None:
@@ -205,7 +210,7 @@ def test_check_ok_after_a_good_run(lab: dict[str, str]) -> None:
     assert cli("reconcile", *opts(lab)).returncode == 0
     proc = cli("check", *opts(lab))
     assert proc.returncode == 0, proc.stdout
-    assert proc.stdout.startswith("OK - ")
+    assert proc.stdout.startswith("COCKPIT-AGENT OK - host converged | 'drift'=0;0;;0")
 
 
 def test_facts_json_lists_imds_interfaces(lab: dict[str, str]) -> None:
@@ -228,11 +233,67 @@ def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_writes_a_prometheus_textfile(lab: dict[str, str], tmp_path: Path) -> None:
     assert cli("reconcile", *opts(lab)).returncode == 0
-    prom = tmp_path / "textfile" / "cockpit_agent.prom"
+    prom = tmp_path / "cockpit_agent.prom"
     proc = cli("check", *opts(lab), "--prometheus", str(prom))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = {f.name for f in text_string_to_metric_families(prom.read_text())}
     assert {"cockpit_agent_check_status", "cockpit_agent_last_run_success"} <= names
+
+
+# --- issue 20: every error of check is UNKNOWN (3) with a status line ------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--bogus"], ["--timeout", "soon"], ["--prometheus"], ["--repair=yes"]],
+    ids=["unknown-option", "bad-timeout", "missing-value", "bad-flag"],
+)
+def test_a_bad_argument_to_check_is_unknown(
+    lab: dict[str, str], args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", *opts(lab), *args]) == 3
+    out, err = capsys.readouterr()
+    assert out.startswith("COCKPIT-AGENT UNKNOWN - usage: ") and out.count("\n") == 1
+    assert "usage: cockpit-agent" in err  # argparse's own message, on stderr
+    assert main(["reconcile", *args[:1]]) == 2  # the other commands keep exit 2
+
+
+def test_prometheus_refuses_a_missing_directory(lab: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for prom in (tmp_path / "missing" / "a.prom", tmp_path / "file" / "a.prom", tmp_path):
+        proc = cli("check", *opts(lab), "--prometheus", str(prom))
+        assert proc.returncode == 3, proc.stdout
+        assert proc.stdout.startswith(f"COCKPIT-AGENT UNKNOWN - --prometheus {prom}: ")
+    assert not (tmp_path / "missing").exists()
+
+
+def silent_endpoint() -> socket.socket:
+    """A TCP port that accepts connections and never answers: IMDS hung."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    return server
+
+
+def test_check_with_imds_hung_answers_within_its_timeout(lab: dict[str, str]) -> None:
+    with silent_endpoint() as server:
+        port = server.getsockname()[1]
+        config = Path(lab["config"])
+        config.write_text(config.read_text().replace("[imds]\n", "[imds]\nretries = 3\n", 1))
+        text = re.sub(
+            r'endpoint = ".*"', f'endpoint = "http://127.0.0.1:{port}"', config.read_text()
+        )
+        config.write_text(text.replace("boot_wait_seconds = 1", "boot_wait_seconds = 600"))
+        started = time.monotonic()
+        proc = cli("check", *opts(lab))  # IMDS asked once, for one second: WARNING
+        assert time.monotonic() - started < 6
+        assert proc.returncode == 1, proc.stdout
+        assert "imds: IMDS PUT /latest/api/token failed after 1 attempt(s)" in proc.stdout
+        proc = cli("check", *opts(lab), "--timeout", "0.5")  # shorter than one IMDS request
+        assert proc.returncode == 3
+        assert proc.stdout.startswith(
+            "COCKPIT-AGENT UNKNOWN - the check did not finish within 0.5 s (still running: facts)"
+        )
 
 
 # --- issue 14: every input error is the agent's own, with its documented exit code ----------
@@ -376,4 +437,58 @@ def test_an_unexpected_error_is_one_line_and_the_commands_code(
     attempt = json.loads(Path(lab["state"]).with_name("state.failed-attempt.json").read_text())
     assert attempt["error"] == "internal error: ValueError: embedded null byte"
     assert main(["check", "--config", lab["config"], "--state", "/tmp/state\x00"]) == 3
-    assert capsys.readouterr().out.startswith("UNKNOWN - internal error: ValueError")
+    assert capsys.readouterr().out.startswith("COCKPIT-AGENT UNKNOWN - internal error: ValueError")
+
+
+def packaged(root: Path) -> Path:
+    """The packages' layout under `root`: bin/cockpit-agent (the launcher), and the directory
+    of the agent's package under lib/cockpit-agent/lib (empty, for the test to fill)."""
+    (root / "bin").mkdir()
+    (root / "bin" / "cockpit-agent").write_text((ROOT / "packaging/cockpit-agent").read_text())
+    lib = root / "lib" / "cockpit-agent"
+    (lib / f"python{sys.version_info[0]}.{sys.version_info[1]}").mkdir(parents=True)
+    (lib / "lib" / "cockpit_agent").mkdir(parents=True)
+    return lib / "lib" / "cockpit_agent"
+
+
+def test_the_packaged_launcher_answers_a_broken_install_as_unknown(tmp_path: Path) -> None:
+    # /usr/bin/cockpit-agent of the packages, over libraries that cannot be imported: check
+    # says UNKNOWN (3), not a traceback's exit 1 that the check unit counts as WARNING.
+    package = packaged(tmp_path)
+    (package / "__init__.py").write_text("import pydantic_core_missing\n")
+    run = [sys.executable, "-I", str(tmp_path / "bin" / "cockpit-agent")]
+    proc = subprocess.run([*run, "check"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == (
+        "COCKPIT-AGENT UNKNOWN - cockpit-agent cannot start: ModuleNotFoundError: "
+        "No module named 'pydantic_core_missing'\n"
+    )
+    proc = subprocess.run([*run, "status"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def test_the_packaged_launcher_keeps_site_packages_out_but_python3_systemd(
+    tmp_path: Path,
+) -> None:
+    # This venv's site-packages stand for Debian's: yaml (as rich would) stays out, the
+    # systemd package (the journal's fields) is found there.
+    package = packaged(tmp_path)
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(
+        "import importlib.util, json, site, sys\n"
+        "def main():\n"
+        "    from systemd import journal\n"
+        "    spec = importlib.util.find_spec\n"
+        "    print(json.dumps({'yaml': spec('yaml') is not None, 'journal': journal.__file__,\n"
+        "        'site': [p for p in sys.path if p in site.getsitepackages()]}))\n"
+        "    return 0\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "bin" / "cockpit-agent")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shown = json.loads(proc.stdout)
+    assert shown["yaml"] is False and shown["site"] == []
+    assert shown["journal"].startswith(tuple(site.getsitepackages()))

@@ -26,9 +26,8 @@ import yaml
 from jsonschema import Draft4Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from cockpit_agent.check import prometheus_text
+from cockpit_agent.check import CheckReport, prometheus_text
 from cockpit_agent.engine import Finding
-from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.md import MdArray
 from cockpit_agent.state import RunRecord, State, StepRecord, now
 
@@ -70,7 +69,8 @@ def agent_metric_names() -> set[str]:
         size_bytes=536870912, members=[],
     )  # fmt: skip
     findings = [Finding("critical", "storage-degraded", "md127 degraded", step="storage")]
-    text = prometheus_text(findings, state, Facts(arrays=[array]), 1_700_000_000.0)
+    report = CheckReport(findings, arrays=[array], durations={"storage": 0.5})
+    text = prometheus_text(report, state, 1_700_000_000.0, 1.0)
     names = {family.name for family in text_string_to_metric_families(text)}
     assert len(names) >= 8, names  # the families of docs/monitoring.md's table
     return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,20 @@ class Runner(Protocol):
     ) -> Result: ...
 
 
+# The commands running now, so that a check past its timeout can end them (stop_running).
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running() -> None:
+    """Kill every command a Runner is waiting for: the check that ran out of time answers
+    UNKNOWN and leaves nothing behind."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    for proc in procs:
+        proc.kill()
+
+
 class SubprocessRunner:
     """The real Runner: subprocess without a shell, with a timeout and captured output."""
 
@@ -78,23 +93,31 @@ class SubprocessRunner:
         args = [str(a) for a in argv]
         started = time.monotonic()
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 args,
-                input=input,
-                capture_output=True,
+                stdin=subprocess.PIPE if input is not None else None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=timeout,
-                check=False,
                 env=dict(env) if env is not None else None,
             )
         except FileNotFoundError as exc:
             raise CommandNotFound(args[0], PACKAGE_OF.get(args[0].rsplit("/", 1)[-1])) from exc
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
             raise CommandFailed(args, -1, f"timed out after {timeout} s") from exc
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
         log.debug(
             "ran", argv=args, rc=proc.returncode, seconds=round(time.monotonic() - started, 3)
         )
-        result = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        result = Result(tuple(args), proc.returncode, stdout, stderr)
         if proc.returncode not in ok:
-            raise CommandFailed(args, proc.returncode, proc.stderr)
+            raise CommandFailed(args, proc.returncode, stderr)
         return result
