@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cockpit_lab.imds_stub import ImdsStub
 from tests.helpers.tools import UNPACKED, unpacked
 
 from cockpit_agent.check import check
@@ -21,7 +22,6 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.md import MdArray
-from cockpit_agent.imds_stub import ImdsStub
 
 pytestmark = pytest.mark.integration
 

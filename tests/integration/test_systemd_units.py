@@ -152,7 +152,7 @@ def test_repair_in_the_read_only_sandbox_is_skipped_and_said(tmp_path: Path) -> 
             lock_path=tmp_path / "lock",
             repair=True,
             gather_facts=lambda _: Facts(),
-            reconcile=lambda *a, **kw: asked.append(kw),  # type: ignore[arg-type, func-returns-value]
+            reconcile=lambda *a, **kw: asked.append(kw),  # type: ignore[arg-type]
             steps=[FixedStep("storage", [Finding("critical", "not-mounted", "not mounted")])],  # type: ignore[list-item]
         )
     finally:

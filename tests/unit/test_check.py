@@ -252,7 +252,7 @@ def test_status_line_and_perfdata_follow_the_plugin_grammar(tmp_path: Path) -> N
     step = DriftingStep(
         "storage", [Finding("critical", "x", "a | b\nc")], planned=(Rewrite("/etc/fstab"),)
     )
-    found = check(tmp_path, [step])  # type: ignore[list-item]
+    found = check(tmp_path, [step])
     arrays = [md_array("any:data"), md_array("h:it's=odd", device="md126", degraded=0)]
     report = CheckReport(found, arrays=arrays, durations={"storage": 0.1234})
     state, text, perf = parse_status_line(report.lines()[0])
@@ -493,8 +493,13 @@ def test_steps_are_observed_concurrently_and_reported_in_order(tmp_path: Path) -
     durations: dict[str, float] = {}
     started = time.monotonic()
     found = run_check(
-        Config(), facts(), state_file(tmp_path), steps, FakeRunner(), durations=durations
-    )  # type: ignore[arg-type]
+        Config(),
+        facts(),
+        state_file(tmp_path),
+        steps,  # type: ignore[arg-type]
+        FakeRunner(),
+        durations=durations,
+    )
     assert time.monotonic() - started < 1.1  # not 0.6 + 0.1 + 0.6
     assert [(f.step, f.code) for f in found] == [
         ("rootfs", "slow"),
