@@ -5,7 +5,7 @@ taken apart as an admin would; lni: the bridge and its files removed) and the ag
 with SIGKILL to its session while it applies its k-th action, for every k; the next run must
 converge (crash_guest.py says what each run saw). The per-k results are kept next to the
 run directory (runs/<run>-crash-<step>.json). Then a new array that shows an old filesystem
-is refused, not formatted.
+is refused, not formatted, and an LNI whose cable is unplugged is rolled back under netplan.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cockpit_lab.recipe import LNI_GUEST_IP
+from cockpit_lab.recipe import LNI_GUEST_IP, LNI_MAC, MGMT_GUEST_IP, MGMT_MAC
 from cockpit_lab.vm import Lab
 from tests.e2e.guest import (
     AGENT_NETPLAN,
@@ -132,3 +132,35 @@ def test_a_new_array_that_shows_an_old_filesystem_is_not_formatted(lab: Lab) -> 
     proc = lab.ssh("cockpit-agent reconcile --only storage", check=False, timeout=600)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert fs_uuid(lab) not in ("", old)
+
+
+def test_an_lni_that_gets_no_address_is_rolled_back_under_netplan(lab: Lab) -> None:
+    # Issue 17: the cable of the LNI unplugged and the bridge made anew, as on a host whose
+    # LAN's DHCP does not answer. The bridge gets no address within its timeout and the agent
+    # rolls back to cloud-init's netplan, the management path alive throughout (every command
+    # here goes over it); plugged in, the next run bridges it again.
+    lab.set_link("lni", up=False)
+    try:
+        sh(lab, CRASH_SETUP["lni"])
+        proc = lab.ssh(
+            "cockpit-agent reconcile --only lni --only libvirt_network", check=False, timeout=900
+        )
+        record = step_record(lab, "lni")
+        assert (proc.returncode, record["status"]) == (1, "failed"), (record, proc.stderr)
+        assert "rolled back" in (record["error"] or ""), record
+        seen = links(lab)
+        assert "br-lni" not in seen, seen["br-lni"]
+        lni = next(link for link in seen.values() if link["address"] == LNI_MAC)
+        assert "master" not in lni, lni
+        mgmt = next(link for link in seen.values() if link["address"] == MGMT_MAC)
+        assert ipv4(mgmt) == [MGMT_GUEST_IP]
+        assert sh(lab, f"ls {AGENT_NETPLAN} 2>/dev/null; true").strip() == ""
+        assert f"macaddress: {LNI_MAC}" in sh(lab, f"cat {CLOUD_INIT_NETPLAN}")
+    finally:
+        lab.set_link("lni", up=True)
+    proc = lab.ssh("cockpit-agent reconcile", check=False, timeout=900)
+    assert proc.returncode == 0, (step_record(lab, "lni"), proc.stderr)
+    assert ipv4(links(lab)["br-lni"]) == [LNI_GUEST_IP]
+    assert lab.ssh("hostname", port=lab.ports.lni_ssh).returncode == 0  # SSH over the LNI
+    plan = json.loads(sh(lab, "cockpit-agent --json plan"))
+    assert [s["planned"] for s in plan["steps"]] == [[]] * len(plan["steps"]), plan
