@@ -185,6 +185,13 @@ def test_assembled_as_md127_is_converged(world: World) -> None:
     )
 
 
+def test_status_says_the_array_is_on_instance_store(world: World) -> None:
+    # Issue 21: an admin reading `status` learns that the VM disks there are not kept.
+    world.converged_array()
+    summary = world.step().summarize(world.observe())
+    assert f"mounted at {MP} (instance store: a stop/start or host failure erases" in summary
+
+
 def test_found_by_name_without_state_or_conf_lines(world: World) -> None:
     """A lost state file and mdadm.conf: the array is still ours by its name."""
     world.converged_array()

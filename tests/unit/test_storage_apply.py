@@ -397,6 +397,13 @@ def test_verify_converged(world: World) -> None:
     assert verify(world) == [("ok", "storage-array"), ("ok", "storage-mounted")]
 
 
+def test_check_says_the_mounted_array_is_on_instance_store(world: World) -> None:
+    world.converged_array()
+    world.runner.expect(*DETAIL, stdout=(STORAGE / "detail-raid5.export").read_text())
+    mounted = {f.code: f.message for f in world.step().verify(world.ctx())}["storage-mounted"]
+    assert mounted.endswith("(instance store: a stop/start or host failure erases what is on it)")
+
+
 def test_verify_judges_the_observation_without_reading_again(world: World) -> None:
     world.converged_array()
     step, ctx = world.step(), world.ctx()

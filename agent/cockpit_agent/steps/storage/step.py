@@ -33,6 +33,10 @@ from cockpit_agent.steps.storage.observed import (
 )
 from cockpit_agent.steps.storage.plan import MOUNT_POINT_OWNER, new_uuid4, plan_storage
 
+# What status and check say wherever they name the mounted array: the VM disks on it are not
+# kept (docs/backup.md).
+EPHEMERAL = " (instance store: a stop/start or host failure erases what is on it)"
+
 
 @dataclass
 class StorageStep:
@@ -118,7 +122,9 @@ def _mount_findings(
                 f"not filesystem {fs_uuid}",
             )
         ]
-    return [Finding("ok", "storage-mounted", f"{mounted[1]} mounted at {cfg.mount_point}")]
+    return [
+        Finding("ok", "storage-mounted", f"{mounted[1]} mounted at {cfg.mount_point}{EPHEMERAL}")
+    ]
 
 
 def array_findings(array: MdArray) -> list[Finding]:
@@ -190,7 +196,7 @@ def summarize(obs: StorageObserved) -> str:
 
 def _what(obs: StorageObserved, cfg: StorageConfig) -> str:
     ours, mounted = obs.ours, obs.mount.dev is not None
-    where = f"mounted at {cfg.mount_point}" if mounted else "not mounted"
+    where = f"mounted at {cfg.mount_point}{EPHEMERAL}" if mounted else "not mounted"
     if ours is not None:
         health = ours.state + (f", {ours.missing} member(s) missing" if ours.missing else "")
         sync = f", {ours.sync_action} {ours.progress}" if ours.progress else ""
