@@ -341,17 +341,17 @@ def _print_run(run: dict[str, Any]) -> None:
     if not steps:
         print("no steps ran")
         return
-    print(f"{'STEP':<10} {'STATUS':<10} {'ACTIONS':>7} {'SECONDS':>8}  SUMMARY")
+    print(f"{'STEP':<15} {'STATUS':<10} {'ACTIONS':>7} {'SECONDS':>8}  SUMMARY")
     for step in steps:
         acts = step.get("actions") or step.get("planned") or []
         print(
-            f"{step['name']:<10} {step['status']:<10} {len(acts):>7} "
+            f"{step['name']:<15} {step['status']:<10} {len(acts):>7} "
             f"{step.get('duration_seconds', 0):>8.2f}  {step.get('summary', '')}"
         )
         for act in acts:
-            print(f"{'':<10} - {act}")
+            print(f"{'':<15} - {act}")
         if step.get("error"):
-            print(f"{'':<10} error: {step['error']}")
+            print(f"{'':<15} error: {step['error']}")
 
 
 # -- commands that load the configuration ----------------------------------------------------

@@ -136,10 +136,14 @@ def pytest_runtest_makereport(
                 where = _collected[key] = lab.collect(f"failure-{item.name}"[:80])
             except Exception as exc:  # the report must still say where the run directory is
                 report.sections.append(("cockpit-lab", f"collecting evidence failed: {exc}"))
+        # What failed, beside the evidence and at once: pytest prints it only at the end.
+        with (lab.run_dir / "failures.txt").open("a") as out:
+            out.write(f"=== {item.nodeid} ({report.when})\n{report.longreprtext}\n\n")
         report.sections.append(
             (
                 "cockpit-lab",
                 f"run directory kept: {lab.run_dir}\n"
+                f"  what failed, as each test fails: {lab.run_dir / 'failures.txt'}\n"
                 f"  serial console: {lab.serial_log}\n"
                 f"  guest evidence (journal, state.json, mdadm, ...): {where}",
             )

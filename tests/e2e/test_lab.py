@@ -255,7 +255,7 @@ def test_check_is_ok_on_the_converged_guest(lab: Lab) -> None:
     codes = {f["code"]: f["severity"] for f in report["findings"]}
     for name in ("lni-bridge", "lni-ssh", "storage-array", "storage-mounted"):
         assert codes.get(name) == "ok", (name, report)
-    first = lab.ssh("cockpit-agent check", check=False).stdout.splitlines()[0]
+    first = lab.ssh("cockpit-agent check --timeout 120", check=False).stdout.splitlines()[0]
     if has_kvm(lab):
         assert (code, report["status"]) == (0, "OK"), report
         assert first.startswith("COCKPIT-AGENT OK - host converged | 'drift'=0;0;;0 ")

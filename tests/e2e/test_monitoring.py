@@ -35,7 +35,9 @@ SCRAPE = (
 )
 
 
-def by_ssh(lab: Lab, command: str = "cockpit-agent check") -> subprocess.CompletedProcess[str]:
+def by_ssh(
+    lab: Lab, command: str = "cockpit-agent check --timeout 50"
+) -> subprocess.CompletedProcess[str]:
     argv = [
         str(unpacked(CHECK_BY_SSH)),
         *("-H", "127.0.0.1", "-p", str(lab.ports.mgmt_ssh), "-l", "root", "-i", str(lab.key)),

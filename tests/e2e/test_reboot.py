@@ -75,7 +75,7 @@ def test_check_is_critical_when_an_array_member_fails(lab: Lab) -> None:
     assert problems(report).get("storage-degraded") == "critical", report
     assert report["summary"].startswith("COCKPIT-AGENT CRITICAL - ")
     assert "'any:cockpit-data_degraded'=1;;0;0;" in report["perfdata"], report
-    lab.ssh("cockpit-agent check --prometheus /run/cockpit-agent.prom", check=False)
+    lab.ssh("cockpit-agent check --timeout 120 --prometheus /run/cockpit-agent.prom", check=False)
     text = sh(lab, "cat /run/cockpit-agent.prom")
     assert "cockpit_agent_check_status 2" in text
     degraded = r'^cockpit_agent_array_degraded_members\{array="any:cockpit-data",uuid="[^"]+"\} 1$'

@@ -66,7 +66,10 @@ def test_check_timer_contract() -> None:
     timer = unit("cockpit-agent-check.timer")
     assert timer["Timer"]["OnBootSec"] == "2min"
     assert timer["Timer"]["OnUnitActiveSec"] == "5min"
-    assert unit("cockpit-agent-check.service")["Service"]["ExecStart"] == f"{INSTALLED_AT} check"
+    assert (
+        unit("cockpit-agent-check.service")["Service"]["ExecStart"]
+        == f"{INSTALLED_AT} check --timeout 60"
+    )
 
 
 # --- issue 20: the units' sandboxes, rated by `systemd-analyze security --offline=true` ------
