@@ -78,15 +78,16 @@ e2e: venv lab-image tools
 # stock-AMI image (cloud-init, netplan, the agent's .deb and the virtualisation stack baked in
 # by packaging/ami/bake.sh), shared by its modules in this order: the first boot and Cockpit
 # in a browser, check with drift and repair; a VM created without a network on the LNI; the
-# fleet playbook upgrading the agent; node_exporter and a plugin executor reading check; a VM
-# disk backed up and restored as docs/backup.md says; a kill at every storage, LNI and libvirt
-# network action; a reboot and a failed member. Then the LVM root under NetworkManager with
-# the LNI unplugged at first boot. `make e2e` runs these in the same order (the shared
+# fleet playbook upgrading the agent; node_exporter and a plugin executor reading check; a kill
+# at every storage, LNI and libvirt network action, an LNI without DHCP rolled back; a reboot
+# and a failed member; what docs/backup.md and security.md claim (a VM disk backed up and
+# restored, a real certificate, Cockpit on the bridge only). Then the LVM root under
+# NetworkManager with the LNI unplugged at first boot. `make e2e` runs these in the same order (the shared
 # instance needs it), then the other modules and the scenarios marked `extended`
 # (docs/testing.md).
 E2E_CI := tests/e2e/test_lab.py tests/e2e/test_vm_on_lni.py tests/e2e/test_ansible.py \
-	tests/e2e/test_monitoring.py tests/e2e/test_docs_claims.py tests/e2e/test_crash.py \
-	tests/e2e/test_reboot.py tests/e2e/test_lvm_nm.py
+	tests/e2e/test_monitoring.py tests/e2e/test_crash.py tests/e2e/test_reboot.py \
+	tests/e2e/test_docs_claims.py tests/e2e/test_lvm_nm.py
 e2e-ci: venv lab-deps tools
 	@$(DEPS) browser e2e
 	$(LAB) build stock lvm

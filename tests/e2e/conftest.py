@@ -102,16 +102,26 @@ def stock_lab(lab_images: Callable[[str], Path]) -> Iterator[Lab]:
     _finish([lab], "stock_lab" in _failed)
 
 
-@pytest.fixture
-def lab(stock_lab: Lab) -> Lab:
-    """A test's lab unless its module defines its own: the shared main instance, booted (again,
-    as after a stop, when a lab of another module stopped it) and its agent's boot run
-    finished; every other lab stopped."""
+def _booted(stock_lab: Lab) -> Lab:
     if not stock_lab.running:
         _only(stock_lab)
         stock_lab.boot()
         stock_lab.wait_agent()
     return stock_lab
+
+
+@pytest.fixture
+def lab(stock_lab: Lab) -> Lab:
+    """A test's lab unless its module defines its own: the shared main instance, booted (again,
+    as after a stop, when a lab of another module stopped it) and its agent's boot run
+    finished; every other lab stopped."""
+    return _booted(stock_lab)
+
+
+@pytest.fixture(scope="module")
+def module_lab(stock_lab: Lab) -> Lab:
+    """The same, for a module-scoped fixture that changes the main instance once."""
+    return _booted(stock_lab)
 
 
 @pytest.hookimpl(hookwrapper=True)

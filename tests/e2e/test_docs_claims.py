@@ -8,12 +8,13 @@
   volume (off the array, not off the host). The VM is a disk and SeaBIOS finding nothing to
   boot on it: backup-begin needs a running QEMU, not a running guest OS. It runs on the main
   instance (conftest's stock_lab) and leaves nothing behind.
-- security.md, *TLS with a real certificate* and *Where Cockpit answers*: one boot of its own
-  (the stock image, no instance-store drive) with `virt.listen_on_bridge_only = true`. The
-  first boot leaves Cockpit on every address and `check` reports the drift (the documented
-  gap); then the page's blocks install a certificate from a CA made here, and Cockpit serves
-  exactly that certificate on the LNI path, verified against the CA for the bridge's address,
-  and no longer answers on the management path. `make e2e` runs it (marked extended).
+- security.md, *TLS with a real certificate* and *Where Cockpit answers*, on the main
+  instance (this module runs last of those that share it, and leaves this configuration):
+  `virt.listen_on_bridge_only = true` in a drop-in, then the page's blocks install a
+  certificate from a CA made here; Cockpit serves exactly that certificate on the LNI path,
+  verified against the CA for the bridge's address, and no longer answers on the management
+  path. In `make e2e` only (marked extended), one boot of its own with the option set from
+  the first boot shows the documented gap: Cockpit on every address and `check` saying so.
 """
 
 from __future__ import annotations
@@ -114,15 +115,7 @@ def test_a_running_vms_disk_backed_up_as_documented_is_restored_byte_for_byte(la
 # --- security.md: a real certificate, and Cockpit on the bridge only -------------------------
 
 LISTEN = "\n[virt]\nlisten_on_bridge_only = true\n"
-
-
-@pytest.fixture(scope="module")
-def hardened(lab_factory: Any) -> Lab:
-    """One boot of the stock image with listen_on_bridge_only, no instance-store drive."""
-    lab: Lab = lab_factory(LabSpec(nvme_count=0, extra_config=LISTEN), variant="stock")
-    lab.boot()
-    lab.wait_agent()
-    return lab
+LISTEN_DROPIN = "/etc/cockpit-agent/config.d/70-docs-listen.toml"
 
 
 def listening(lab: Lab) -> set[str]:
@@ -174,6 +167,74 @@ def served_certificate(port: int, ca: Path, name: str) -> tuple[bytes, str]:
     return der, answer.decode(errors="replace")
 
 
+@pytest.fixture(scope="module")
+def bridge_only(module_lab: Lab) -> Lab:
+    """The main instance told `listen_on_bridge_only` by a drop-in, as an admin does on a host
+    that runs (kept: this module comes last of the modules that share the instance)."""
+    where = Path(LISTEN_DROPIN)
+    module_lab.ssh(f"mkdir -p {where.parent} && cat > {where} <<'DOCS_EOF'\n{LISTEN}DOCS_EOF\n")
+    return module_lab
+
+
+@pytest.fixture(scope="module")
+def configured(bridge_only: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """security.md's certificate blocks run as written on the main instance (its reconcile
+    also writes the listen drop-in, the bridge being up); the CA that signed the
+    certificate."""
+    ca, host, key = make_certificate(tmp_path_factory.mktemp("tls"))
+    _, toml = doc_block("security.md", "tls_certificate", "TLS with a real certificate")
+    _, commands = doc_block("security.md", "install -m 0600", "TLS with a real certificate")
+    dropin = toml.splitlines()[0].removeprefix("# ").strip()
+    assert dropin.startswith("/etc/cockpit-agent/config.d/"), toml
+    staging = "/var/tmp/docs-tls"
+    files = {f"{staging}/host.pem": host.read_text(), f"{staging}/host.key": key.read_text()}
+    files[dropin] = toml
+    for path, content in files.items():
+        bridge_only.ssh(
+            f"mkdir -p {shlex.quote(str(Path(path).parent))} && "
+            f"cat > {shlex.quote(path)} <<'DOCS_EOF'\n{content}DOCS_EOF\n"
+        )
+    out = run_block(bridge_only, commands, cwd=staging)
+    assert f"Would use certificate {CERT}" in out, out
+    return ca
+
+
+def test_cockpit_serves_the_configured_certificate_verified_by_its_ca(
+    bridge_only: Lab, configured: Path
+) -> None:
+    der, answer = served_certificate(bridge_only.ports.lni_cockpit, configured, LNI_GUEST_IP)
+    host = (configured.parent / "host.pem").read_text()
+    assert der == ssl.PEM_cert_to_DER_cert(host)
+    assert answer.startswith("HTTP/1.1 200 "), answer
+    key = CERT.removesuffix(".cert") + ".key"
+    assert sh(bridge_only, f"stat -c '%a %n' {CERT} {key}").splitlines() == [
+        f"644 {CERT}",
+        f"600 {key}",
+    ]
+
+
+def test_cockpit_answers_on_the_lni_path_only(bridge_only: Lab, configured: Path) -> None:
+    assert listening(bridge_only) == {f"{LNI_GUEST_IP}:9090"}
+    assert f"ListenStream={LNI_GUEST_IP}:9090" in sh(bridge_only, f"cat {SOCKET_DROPIN}")
+    assert "cockpit" in cockpit_login_page(bridge_only.ports.lni_cockpit).lower()
+    with pytest.raises(OSError):  # the forward's far end is refused: reset or EOF
+        cockpit_login_page(bridge_only.ports.mgmt_cockpit)
+    _, report = check(bridge_only)
+    assert not [c for c in problems(report) if c.startswith("virt")], report
+
+
+# --- the first boot's gap, on a boot of its own (make e2e) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hardened(lab_factory: Any) -> Lab:
+    """One boot of the stock image with listen_on_bridge_only, no instance-store drive."""
+    lab: Lab = lab_factory(LabSpec(nvme_count=0, extra_config=LISTEN), variant="stock")
+    lab.boot()
+    lab.wait_agent()
+    return lab
+
+
 @pytest.mark.extended
 def test_first_boot_leaves_cockpit_on_every_address_and_check_says_so(hardened: Lab) -> None:
     # The virt step runs before the LNI step has made the bridge (security.md says so).
@@ -184,51 +245,3 @@ def test_first_boot_leaves_cockpit_on_every_address_and_check_says_so(hardened: 
     assert problems(report).get("virt-drift") == "warning", report
     [drift] = [f for f in report["findings"] if f["code"] == "virt-drift"]
     assert SOCKET_DROPIN in drift["message"], drift
-
-
-@pytest.fixture(scope="module")
-def configured(hardened: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """security.md's certificate blocks run as written (which also writes the listen drop-in,
-    the bridge being up now); the CA that signed the certificate."""
-    ca, host, key = make_certificate(tmp_path_factory.mktemp("tls"))
-    _, toml = doc_block("security.md", "tls_certificate", "TLS with a real certificate")
-    _, commands = doc_block("security.md", "install -m 0600", "TLS with a real certificate")
-    dropin = toml.splitlines()[0].removeprefix("# ").strip()
-    assert dropin.startswith("/etc/cockpit-agent/config.d/"), toml
-    staging = "/var/tmp/docs-tls"
-    files = {f"{staging}/host.pem": host.read_text(), f"{staging}/host.key": key.read_text()}
-    files[dropin] = toml
-    for path, content in files.items():
-        hardened.ssh(
-            f"mkdir -p {shlex.quote(str(Path(path).parent))} && "
-            f"cat > {shlex.quote(path)} <<'DOCS_EOF'\n{content}DOCS_EOF\n"
-        )
-    out = run_block(hardened, commands, cwd=staging)
-    assert f"Would use certificate {CERT}" in out, out
-    return ca
-
-
-@pytest.mark.extended
-def test_cockpit_serves_the_configured_certificate_verified_by_its_ca(
-    hardened: Lab, configured: Path
-) -> None:
-    der, answer = served_certificate(hardened.ports.lni_cockpit, configured, LNI_GUEST_IP)
-    host = (configured.parent / "host.pem").read_text()
-    assert der == ssl.PEM_cert_to_DER_cert(host)
-    assert answer.startswith("HTTP/1.1 200 "), answer
-    key = CERT.removesuffix(".cert") + ".key"
-    assert sh(hardened, f"stat -c '%a %n' {CERT} {key}").splitlines() == [
-        f"644 {CERT}",
-        f"600 {key}",
-    ]
-
-
-@pytest.mark.extended
-def test_cockpit_answers_on_the_lni_path_only(hardened: Lab, configured: Path) -> None:
-    assert listening(hardened) == {f"{LNI_GUEST_IP}:9090"}
-    assert f"ListenStream={LNI_GUEST_IP}:9090" in sh(hardened, f"cat {SOCKET_DROPIN}")
-    assert "cockpit" in cockpit_login_page(hardened.ports.lni_cockpit).lower()
-    with pytest.raises(OSError):  # the forward's far end is refused: reset or EOF
-        cockpit_login_page(hardened.ports.mgmt_cockpit)
-    _, report = check(hardened)
-    assert not [c for c in problems(report) if c.startswith("virt")], report
