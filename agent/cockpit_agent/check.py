@@ -351,7 +351,9 @@ def run_check(
     state, unreadable = load_state(state_path)
     findings += attempt_findings(state_path)
     findings += unreadable or state_findings(facts, state, state_path)
-    ctx = Ctx(runner=runner or SubprocessRunner(), files=Files(), facts=facts, config=config)
+    ctx = Ctx(
+        runner=runner or SubprocessRunner(), files=Files(), facts=facts, config=config, waits=False
+    )
     enabled = [step for step in steps if step.enabled(config)]
     found: dict[str, list[Finding]] = {}
     seconds: dict[str, float] = {}

@@ -65,6 +65,9 @@ class Ctx:
     # LNI step's rollback snapshot): emptied before each step, never saved. Steps themselves
     # keep nothing between calls.
     scratch: dict[str, object] = field(default_factory=dict)
+    # False in a check, which reports what it sees now: verify then never waits for a service
+    # to come up (a reconcile does, after it started or restarted one).
+    waits: bool = True
 
 
 ObsT = TypeVar("ObsT")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,27 @@ def test_verify_flags_cockpit_not_serving_and_missing_kvm(tmp_path: Path) -> Non
     w, step = verify_world(tmp_path, serving=False, kvm=False)
     codes = {f.code: f.severity for f in step.verify(w.ctx)}
     assert codes == {"cockpit-not-serving": "critical", "no-kvm": "warning"}
+
+
+def test_a_check_asks_cockpit_once_a_reconcile_waits_for_it(tmp_path: Path) -> None:
+    # A check reports what it sees now (Ctx.waits False); after a reconcile started Cockpit,
+    # verify gives cockpit-ws its time to come up.
+    w, _ = verify_world(tmp_path, serving=False, kvm=True)
+    asked: list[str] = []
+
+    def http_get(url: str, timeout: float) -> tuple[int, str]:
+        asked.append(url)
+        return 502, ""
+
+    step = VirtStep(http_get=http_get, serve_wait_seconds=60, sleep=lambda s: None)
+    w.ctx.waits = False
+    assert "cockpit-not-serving" in {f.code for f in step.verify(w.ctx)}
+    assert len(asked) == 1
+    step = VirtStep(http_get=http_get, serve_wait_seconds=0.05, sleep=lambda s: time.sleep(0.01))
+    w.ctx.waits = True
+    asked.clear()
+    step.verify(w.ctx)
+    assert len(asked) > 1
 
 
 def test_verify_flags_missing_libvirt_dbus(tmp_path: Path) -> None:

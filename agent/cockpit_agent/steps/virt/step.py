@@ -115,14 +115,15 @@ class VirtStep:
             findings.append(Finding("critical", "libvirt-not-answering", str(exc)))
         host = observed.bridge_address if ctx.config.virt.listen_on_bridge_only else "127.0.0.1"
         url = f"https://{host or '127.0.0.1'}:{ctx.config.virt.port}/"
-        error = self._login_page(url)
+        error = self._login_page(url, self.serve_wait_seconds if ctx.waits else 0.0)
         if error:
             findings.append(Finding("critical", "cockpit-not-serving", f"{url}: {error}"))
         return findings
 
-    def _login_page(self, url: str) -> str | None:
-        """None when Cockpit's login page answers (retrying while cockpit-ws starts)."""
-        deadline = time.monotonic() + self.serve_wait_seconds
+    def _login_page(self, url: str, wait: float) -> str | None:
+        """None when Cockpit's login page answers (retrying for `wait` seconds while
+        cockpit-ws starts)."""
+        deadline = time.monotonic() + wait
         error = "no answer"
         while True:
             try:
