@@ -26,9 +26,9 @@ from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.errors import CommandFailed, LockHeld
 from cockpit_agent.facts.gather import Facts
 from cockpit_agent.facts.imds import InstanceIdentity
-from cockpit_agent.facts.md import MdArray
 from cockpit_agent.state import RunRecord, State, StepRecord, now, read_state, save_state
 from tests.fakes import FakeRunner
+from tests.helpers.md import md_array
 
 
 @dataclass
@@ -153,17 +153,6 @@ def test_unreadable_facts_are_reported(tmp_path: Path) -> None:
     f = Facts(errors={"imds": "IMDS unreachable"})
     found = run_check(Config(), f, state_file(tmp_path), [], FakeRunner())
     assert [(x.severity, x.code) for x in found] == [("warning", "facts-unavailable")]
-
-
-def md_array(name: str | None = "any:cockpit-data", device: str = "md127", **kw: Any) -> MdArray:
-    fields: dict[str, Any] = {
-        "device": device, "path": f"/dev/{device}", "dev": "9:127", "name": name,
-        "uuid": f"uuid-{device}", "level": "raid5", "raid_disks": 3, "state": "clean",
-        "degraded": 1, "sync_action": "idle", "sync_completed": "none", "metadata": "1.2",
-        "chunk_bytes": 262144, "stripe_cache_size": 4096, "size_bytes": 536870912,
-        "members": [],
-    }  # fmt: skip
-    return MdArray.model_validate({**fields, **kw})
 
 
 def metrics(report: CheckReport, state: State | None = None) -> dict[str, Any]:

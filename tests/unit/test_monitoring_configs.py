@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cockpit_agent.check import CheckReport, prometheus_text
 from cockpit_agent.engine import Finding
-from cockpit_agent.facts.md import MdArray
 from cockpit_agent.state import RunRecord, State, StepRecord, now
+from tests.helpers.md import md_array
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "packaging" / "monitoring"
@@ -62,12 +62,7 @@ def agent_metric_names() -> set[str]:
     run = RunRecord(run_id="r", started_at=now(), finished_at=now(), agent_version="0")
     run.steps.append(StepRecord(name="storage", status="failed", started_at=now()))
     state.add_run(run)
-    array = MdArray(
-        device="md127", path="/dev/md127", dev="9:127", name="any:cockpit-data", uuid="u",
-        level="raid5", raid_disks=3, state="clean", degraded=1, sync_action="idle",
-        sync_completed="none", metadata="1.2", chunk_bytes=262144, stripe_cache_size=4096,
-        size_bytes=536870912, members=[],
-    )  # fmt: skip
+    array = md_array(uuid="u")
     findings = [Finding("critical", "storage-degraded", "md127 degraded", step="storage")]
     report = CheckReport(findings, arrays=[array], durations={"storage": 0.5})
     text = prometheus_text(report, state, 1_700_000_000.0, 1.0)
