@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -121,3 +121,25 @@ class SubprocessRunner:
         if proc.returncode not in ok:
             raise CommandFailed(args, proc.returncode, stderr)
         return result
+
+
+def at_once(*calls: Callable[[], object]) -> None:
+    """Run the calls at the same time, each in its own thread, and return when all have
+    returned; then raise the first exception any of them raised. For reads that mostly wait
+    on commands (each a tenth of a second in an emulated guest). Daemon threads: a call stuck
+    past a check's timeout cannot hold the process's exit."""
+    errors: list[BaseException] = []
+
+    def call(fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
