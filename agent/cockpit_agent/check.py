@@ -16,10 +16,10 @@ import dataclasses
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from cockpit_agent.facts.gather import Facts, gather
 from cockpit_agent.facts.imds import ImdsClient
 from cockpit_agent.facts.md import MdArray
 from cockpit_agent.host.files import Files, atomic_write
-from cockpit_agent.host.run import Runner, SubprocessRunner, stop_running
+from cockpit_agent.host.run import Runner, StillRunning, SubprocessRunner, at_once, stop_running
 from cockpit_agent.plugin import LABEL, perf, status_text
 from cockpit_agent.reconcile import reconcile as reconcile_steps
 from cockpit_agent.state import RunRecord, State, read_state
@@ -225,21 +225,10 @@ def within(seconds: float, work: Callable[[], CheckReport]) -> CheckReport:
     A thread stuck in a command or a socket cannot hold the process: the caller answers and
     exits, and stop_running() ends the commands."""
     result: list[CheckReport] = []
-    error: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(work())
-        except BaseException as exc:  # re-raised in the caller's thread
-            error.append(exc)
-
-    worker = threading.Thread(target=run, name="check", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise CheckTimeout
-    if error:
-        raise error[0]
+    try:
+        at_once(lambda: result.append(work()), timeout=seconds)
+    except StillRunning as exc:
+        raise CheckTimeout from exc
     return result[0]
 
 
@@ -369,13 +358,8 @@ def run_check(
         seconds[step.name] = time.monotonic() - started
 
     # Each step observes at the same time as the others: a step's time is mostly waiting on
-    # commands (systemctl, virsh, mdadm), and an observation changes nothing. Daemon threads,
-    # so that a step stuck past the timeout cannot hold the process.
-    workers = [threading.Thread(target=one, args=(s,), name=s.name, daemon=True) for s in enabled]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    # commands (systemctl, virsh, mdadm), and an observation changes nothing.
+    at_once(*(partial(one, step) for step in enabled))
     for step in enabled:  # in the steps' order, whichever finished first
         findings += [dataclasses.replace(f, step=f.step or step.name) for f in found[step.name]]
         if durations is not None:

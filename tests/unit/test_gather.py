@@ -1,5 +1,5 @@
-"""facts.gather: the parts are read at the same time, and one part's failure is recorded
-without losing the others."""
+"""facts.gather and host.run.at_once: the parts are read at the same time, and one part's
+failure is recorded without losing the others."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cockpit_agent.config import Config
 from cockpit_agent.errors import CommandFailed, ImdsError
 from cockpit_agent.facts import gather as gather_module
 from cockpit_agent.facts.gather import PARTS, gather
-from cockpit_agent.host.run import at_once
+from cockpit_agent.host.run import StillRunning, at_once
 from tests.fakes import FakeRunner
 
 # Each read the gather makes, with what it returns when nothing is there.
@@ -85,3 +85,10 @@ def test_at_once_runs_every_call_then_raises_the_first_error() -> None:
     with pytest.raises(ValueError, match="first"):
         at_once(fails, lambda: ran.append("runs"))
     assert sorted(ran) == ["fails", "runs"]
+
+
+def test_at_once_gives_up_waiting_after_its_timeout() -> None:
+    release = threading.Event()
+    with pytest.raises(StillRunning, match=r"within 0\.05 s"):
+        at_once(release.wait, timeout=0.05)
+    release.set()

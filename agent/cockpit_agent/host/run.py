@@ -123,11 +123,16 @@ class SubprocessRunner:
         return result
 
 
-def at_once(*calls: Callable[[], object]) -> None:
+class StillRunning(Exception):
+    """Calls given to at_once() had not returned by its timeout."""
+
+
+def at_once(*calls: Callable[[], object], timeout: float | None = None) -> None:
     """Run the calls at the same time, each in its own thread, and return when all have
-    returned; then raise the first exception any of them raised. For reads that mostly wait
-    on commands (each a tenth of a second in an emulated guest). Daemon threads: a call stuck
-    past a check's timeout cannot hold the process's exit."""
+    returned; then raise the first exception any of them raised. StillRunning when some have
+    not returned after `timeout` seconds: they are daemon threads, left running, and cannot
+    hold the process's exit. For reads that mostly wait on commands (each a tenth of a second
+    in an emulated guest)."""
     errors: list[BaseException] = []
 
     def call(fn: Callable[[], object]) -> None:
@@ -139,7 +144,10 @@ def at_once(*calls: Callable[[], object]) -> None:
     threads = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in calls]
     for thread in threads:
         thread.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
     for thread in threads:
-        thread.join()
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        raise StillRunning(f"not finished within {timeout:g} s")
     if errors:
         raise errors[0]
