@@ -10,6 +10,7 @@ The storage step may touch a disk only if `Disk.eligible` (DESIGN.md, safety rul
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +21,7 @@ from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.model import Frozen
 from cockpit_agent.host import block
 from cockpit_agent.host.mounts import Mount, read_mountinfo, read_swaps
-from cockpit_agent.host.run import Runner
+from cockpit_agent.host.run import Runner, at_once
 from cockpit_agent.host.sysfs import PROC, SYSFS
 from cockpit_agent.host.sysfs import attr as _attr
 from cockpit_agent.host.sysfs import children as _children
@@ -193,15 +194,12 @@ def read_disks(
     """
     root, mounts = _resolve(sysfs), read_mountinfo(proc)
     host = _Host(root, mounts, read_swaps(proc), _root_disks(root, mounts))
-    disks = []
-    for name, path, props in _enumerate(sysfs, context):
-        fields = _observe(name, path, props, host)
-        if fields is None:
-            continue
-        if probe_only is None or listed(RawDisk(**fields), probe_only):
-            fields |= _probe(runner, fields["path"], fields["signatures"])
-        disks.append(RawDisk(**fields))
-    return sorted(disks, key=lambda d: d.name)
+    seen = [_observe(name, path, props, host) for name, path, props in _enumerate(sysfs, context)]
+    disks = [fields for fields in seen if fields is not None]
+    probed = [f for f in disks if probe_only is None or listed(RawDisk(**f), probe_only)]
+    # The disks are probed at the same time: each probe is two commands that only read.
+    at_once(*(partial(_add_probe, runner, fields) for fields in probed))
+    return sorted((RawDisk(**fields) for fields in disks), key=lambda d: d.name)
 
 
 def gather_disks(
@@ -264,6 +262,10 @@ def _observe(name: str, path: Path, props: dict[str, str], host: _Host) -> dict[
         "root_disk": name in host.root_disks,
         "signatures": _unique([props.get("ID_FS_TYPE", ""), props.get("ID_PART_TABLE_TYPE", "")]),
     }
+
+
+def _add_probe(runner: Runner, fields: dict[str, Any]) -> None:
+    fields |= _probe(runner, fields["path"], fields["signatures"])
 
 
 def _probe(runner: Runner, path: str, known: list[str]) -> dict[str, Any]:
