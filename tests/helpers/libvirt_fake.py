@@ -84,17 +84,15 @@ class FakeLibvirt:
         return Result(key, 0, out, "")
 
     def _virsh(self, cmd: str, *args: str) -> str:
-        if cmd == "net-list" and args == ("--all", "--name"):
-            return "".join(f"{n}\n" for n in self.networks) + "\n"
+        if cmd == "net-list" and args == ("--all",):
+            yes = {True: "yes", False: "no"}
+            state = {True: "active", False: "inactive"}
+            return "".join(
+                f" {name}   {state[net.active]}   {yes[net.autostart]}   yes\n"
+                for name, net in self.networks.items()
+            )
         if cmd == "net-dumpxml" and args[:1] == ("--inactive",):
             return self.networks[args[1]].xml
-        if cmd == "net-info":
-            net = self.networks[args[0]]
-            yes = {True: "yes", False: "no"}
-            return (
-                f"Name:           {args[0]}\nActive:         {yes[net.active]}\n"
-                f"Persistent:     yes\nAutostart:      {yes[net.autostart]}\n"
-            )
         if cmd == "net-define":
             self.define(Path(args[0]).read_text())
             return ""

@@ -9,6 +9,8 @@ import pytest
 
 from cockpit_agent.config import LniConfig
 from cockpit_agent.host.files import Files
+from cockpit_agent.steps.libvirt_network.observed import NetworkState, read_networks
+from tests.fakes import FakeRunner
 from tests.helpers.lni import CONVERGED, World, names, networkd_files
 
 
@@ -37,9 +39,7 @@ NAT_XML = """<network>
 V = ("virsh", "-q", "-c", "qemu:///system")
 
 
-def info(active: bool, autostart: bool) -> str:
-    yes = {True: "yes", False: "no"}
-    return f"Name:           lni\nActive:         {yes[active]}\nAutostart:      {yes[autostart]}\n"
+LNI_ACTIVE_AUTOSTARTED = " lni   active   yes   yes\n"
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ LNI_ONLY = LniConfig(default_vm_network=False)
 
 def test_libvirt_network_is_defined_autostarted_and_started(converged_network: World) -> None:
     world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="")
+    world.runner.expect(*V, "net-list", "--all", stdout="")
     ctx = world.ctx(CONVERGED, LNI_ONLY)
     actions = world.plan_libvirt(ctx)
     assert names(actions) == [
@@ -81,21 +81,19 @@ def test_libvirt_network_is_defined_autostarted_and_started(converged_network: W
 
 def test_libvirt_network_already_right_plans_nothing(converged_network: World) -> None:
     world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="lni\n")
+    world.runner.expect(*V, "net-list", "--all", stdout=LNI_ACTIVE_AUTOSTARTED)
     world.runner.expect(
         *V, "net-dumpxml", "--inactive", "lni", stdout=BRIDGED_XML.format(name="lni")
     )
-    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
     assert world.plan_libvirt(world.ctx(CONVERGED, LNI_ONLY)) == []
 
 
 def test_libvirt_network_with_another_definition_is_replaced(converged_network: World) -> None:
     world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", stdout="lni\n")
+    world.runner.expect(*V, "net-list", "--all", stdout=LNI_ACTIVE_AUTOSTARTED)
     world.runner.expect(
         *V, "net-dumpxml", "--inactive", "lni", stdout=NAT_XML.replace("default", "lni")
     )
-    world.runner.expect(*V, "net-info", "lni", stdout=info(True, True))
     ctx = world.ctx(CONVERGED, LNI_ONLY)
     actions = world.plan_libvirt(ctx)
     assert [a.describe() for a in actions] == [
@@ -116,9 +114,27 @@ def test_libvirt_network_with_another_definition_is_replaced(converged_network: 
 
 def test_libvirt_not_answering_leaves_the_network_for_later(converged_network: World) -> None:
     world = converged_network
-    world.runner.expect(*V, "net-list", "--all", "--name", rc=1, stderr="failed to connect")
+    world.runner.expect(*V, "net-list", "--all", rc=1, stderr="failed to connect")
     step = world.libvirt_step()
     ctx = world.ctx(CONVERGED)
     observed = step.observe(ctx)
     assert step.plan(observed, ctx) == []
     assert "libvirt does not answer" in step.summarize(observed)
+
+
+def test_net_list_rows_give_state_and_autostart_whatever_the_name() -> None:
+    runner = FakeRunner()
+    table = (
+        " default       active     yes   yes\n"
+        " lab net two   inactive   no    yes\n"
+        " transient     active     no    no\n"
+        "\n"
+    )
+    runner.expect(*V, "net-list", "--all", stdout=table)
+    runner.expect(*V, "net-dumpxml", "--inactive", "lab net two", stdout="<network/>")
+    networks, listed = read_networks(runner, ("lab net two", "absent"))
+    assert listed == ("default", "lab net two", "transient")
+    assert networks == {
+        "lab net two": NetworkState("lab net two", "<network/>", active=False, autostart=False),
+        "absent": None,
+    }
