@@ -15,7 +15,6 @@ from cockpit_agent.errors import AgentError
 from cockpit_agent.facts.links import Link, link_by_mac
 from cockpit_agent.host import netlink, procs
 from cockpit_agent.steps.lni.actions import MANAGER_LABEL, LniAction
-from cockpit_agent.steps.lni.apply import apply_action
 from cockpit_agent.steps.lni.observed import (
     LniObserved,
     find_lni,
@@ -56,6 +55,8 @@ class LniStep:
 
     def apply(self, action: LniAction, ctx: Ctx) -> None:
         """See apply.py."""
+        from cockpit_agent.steps.lni.apply import apply_action  # noqa: PLC0415 - check never applies
+
         apply_action(action, ctx, self.live, self.netns)
 
     def verify(self, ctx: Ctx, observed: LniObserved | None = None) -> list[Finding]:
