@@ -9,6 +9,7 @@ from cockpit_agent.engine import Ctx
 from cockpit_agent.errors import CommandNotFound
 from cockpit_agent.host import systemd
 from cockpit_agent.host.packages import PackageManager, package_manager
+from cockpit_agent.host.run import at_once
 from cockpit_agent.host.systemd import UnitState
 
 # How each OS family runs libvirt: Debian/Ubuntu the monolithic libvirtd, RHEL 9/Fedora the
@@ -83,14 +84,18 @@ def observe(ctx: Ctx) -> VirtObserved:
     if pm is None:
         problem = "no supported package manager (apt or dnf) on this host"
         return VirtObserved(family, tuple(wanted), (), {}, {}, None, False, kvm, bridge, problem)
-    missing = tuple(pm.missing(wanted))
-    units = systemd.unit_states(ctx.runner, UNITS.get(family, UNITS["debian"]))
+    missing: list[str] = []
+    units: dict[str, UnitState] = {}
+    at_once(  # two commands that only read, at the same time
+        lambda: missing.extend(pm.missing(wanted)),
+        lambda: units.update(systemd.unit_states(ctx.runner, UNITS.get(family, UNITS["debian"]))),
+    )
     files = {p: ctx.files.read(p) for p in OWNED_FILES}
     firewall, is_open = _firewall(ctx)
     return VirtObserved(
         family,
         tuple(wanted),
-        missing,
+        tuple(missing),
         units,
         files,
         firewall,

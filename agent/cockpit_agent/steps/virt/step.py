@@ -10,8 +10,8 @@ from cockpit_agent.config import Config
 from cockpit_agent.engine import Ctx, Finding
 from cockpit_agent.errors import CommandFailed, CommandNotFound
 from cockpit_agent.host.http import https_get
+from cockpit_agent.host.run import at_once
 from cockpit_agent.steps.virt.actions import VirtAction
-from cockpit_agent.steps.virt.apply import apply_action
 from cockpit_agent.steps.virt.observed import LIBVIRT_DBUS, MACHINES_MANIFEST, VirtObserved, observe
 from cockpit_agent.steps.virt.plan import plan_virt
 
@@ -40,6 +40,8 @@ class VirtStep:
 
     def apply(self, action: VirtAction, ctx: Ctx) -> None:
         """See apply.py."""
+        from cockpit_agent.steps.virt.apply import apply_action  # noqa: PLC0415 - check never applies
+
         apply_action(action, ctx)
 
     def summarize(self, observed: VirtObserved) -> str:
@@ -108,17 +110,24 @@ class VirtStep:
         return findings
 
     def _serving(self, ctx: Ctx, observed: VirtObserved) -> list[Finding]:
-        findings = []
-        try:
-            ctx.runner.run(["virsh", "-c", "qemu:///system", "uri"], timeout=60)
-        except (CommandFailed, CommandNotFound) as exc:
-            findings.append(Finding("critical", "libvirt-not-answering", str(exc)))
         host = observed.bridge_address if ctx.config.virt.listen_on_bridge_only else "127.0.0.1"
         url = f"https://{host or '127.0.0.1'}:{ctx.config.virt.port}/"
-        error = self._login_page(url, self.serve_wait_seconds if ctx.waits else 0.0)
-        if error:
-            findings.append(Finding("critical", "cockpit-not-serving", f"{url}: {error}"))
-        return findings
+        libvirt: list[Finding] = []
+        cockpit: list[Finding] = []
+
+        def ask_libvirt() -> None:
+            try:
+                ctx.runner.run(["virsh", "-c", "qemu:///system", "uri"], timeout=60)
+            except (CommandFailed, CommandNotFound) as exc:
+                libvirt.append(Finding("critical", "libvirt-not-answering", str(exc)))
+
+        def ask_cockpit() -> None:
+            error = self._login_page(url, self.serve_wait_seconds if ctx.waits else 0.0)
+            if error:
+                cockpit.append(Finding("critical", "cockpit-not-serving", f"{url}: {error}"))
+
+        at_once(ask_libvirt, ask_cockpit)
+        return libvirt + cockpit
 
     def _login_page(self, url: str, wait: float) -> str | None:
         """None when Cockpit's login page answers (retrying for `wait` seconds while
