@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -132,13 +133,20 @@ class LinkState:
     routes: tuple[Route, ...]
 
 
+_REGISTERING = threading.Lock()
+
+
 def _without_init(package: str) -> None:
     """Register `package` without running its __init__ (unless it is imported already), so
     that importing one of its submodules loads only that submodule and what it imports. A
     name asked of the package that is not a submodule (someone's `from pyroute2 import NDB`)
     runs the real __init__ then, through PEP 562's module __getattr__."""
-    if package in sys.modules:
-        return
+    with _REGISTERING:  # the facts' threads may open netlink at the same time
+        if package not in sys.modules:
+            _register_bare(package)
+
+
+def _register_bare(package: str) -> None:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.loader is None:
         raise ImportError(f"no package {package}")
