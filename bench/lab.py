@@ -123,6 +123,39 @@ for _ in range(rounds):
         times[name].append(time.perf_counter() - started)
 print(json.dumps(times))
 """
+# Where a check's time goes: its phases one after another, through the agent's own functions,
+# with the packaged launcher's sys.path (the package's libraries, no site-packages).
+PHASES = """
+import json, site, sys, time
+prefix = "/usr/lib/cockpit-agent"
+minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+sys.path[:] = [f"{prefix}/{minor}", f"{prefix}/lib"] + [
+    p for p in sys.path if p not in site.getsitepackages()
+]
+times = {}
+started = time.perf_counter()
+def phase(name):
+    global started
+    now = time.perf_counter()
+    times[name] = now - started
+    started = now
+import cockpit_agent.cli
+phase("the CLI")
+from cockpit_agent.config import load_config
+config = load_config()
+phase("importing and loading the configuration")
+from cockpit_agent import check
+from cockpit_agent.paths import STATE_PATH
+phase("importing the check")
+facts = check._gather(config)
+phase("the facts")
+from cockpit_agent.steps import all_steps
+steps = all_steps()
+phase("importing the steps")
+check.run_check(config, facts, STATE_PATH, steps)
+phase("the steps")
+print(json.dumps(times))
+"""
 # The contenders, and for reference what any command that reads the configuration pays
 # before it looks at the host: Python with pydantic, the models built, the file validated.
 COMMANDS = {
@@ -146,8 +179,16 @@ def bench_check(rounds: int, work: Path) -> bool:
         argvs = shlex.quote(json.dumps(COMMANDS))
         proc = lab.ssh(f"python3 - {rounds} {argvs} <<'EOF'\n{TIMER}\nEOF", timeout=3600)
         times: dict[str, list[float]] = json.loads(proc.stdout)
+        phases: dict[str, list[float]] = {}
+        for _ in range(5):
+            out = lab.ssh(f"python3 -I - <<'EOF'\n{PHASES}\nEOF", timeout=600).stdout
+            for name, seconds in json.loads(out.splitlines()[-1]).items():
+                phases.setdefault(name, []).append(seconds)
     finally:
         lab.close()
+    print("\n| phase of a check, one after another (median of 5) | seconds |\n|---|---|")
+    for name, samples in phases.items():
+        print(f"| {name} | {statistics.median(samples):.2f} |")
     print(f"\n| command (in the TCG guest, {rounds} rounds) | median wall |\n|---|---|")
     for name, samples in times.items():
         print(f"| `{name}` | {statistics.median(samples):.2f} s |")
